@@ -1,0 +1,96 @@
+"""The agent's side of local registration: register, report health, deregister."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger("weft.agent")
+
+
+class Registrar:
+    """Talks to the control plane's admin API; never fails the workload when it is away."""
+
+    def __init__(self, admin_host: str, admin_port: int, registration: dict[str, Any]) -> None:
+        self._base = f"http://{admin_host}:{admin_port}"
+        self._registration = registration
+        self._name = f"{registration['namespace']}/{registration['name']}"
+        # trust_env=False: the agent's own environment may point HTTP_PROXY at its sidecar.
+        self._session = aiohttp.ClientSession(
+            trust_env=False, timeout=aiohttp.ClientTimeout(total=3)
+        )
+        self.registered = False
+
+    async def register(self) -> bool:
+        try:
+            async with self._session.post(
+                f"{self._base}/v1/workloads", json=self._registration
+            ) as resp:
+                if resp.status != 200:
+                    log.error("registration refused (%d): %s", resp.status, await resp.text())
+                    return False
+        except (aiohttp.ClientError, TimeoutError) as e:
+            log.warning("control plane unreachable at %s, will retry: %s", self._base, e)
+            return False
+        if not self.registered:
+            log.info("registered %s with the control plane", self._name)
+        self.registered = True
+        return True
+
+    async def report(self, healthy: bool) -> None:
+        """A heartbeat; re-registers when the control plane has forgotten us."""
+        self._registration["healthy"] = healthy
+        if not self.registered:
+            await self.register()
+            return
+        try:
+            async with self._session.put(
+                f"{self._base}/v1/workloads/{self._name}/health", json={"healthy": healthy}
+            ) as resp:
+                if resp.status == 404:
+                    self.registered = False
+                    await self.register()
+        except (aiohttp.ClientError, TimeoutError):
+            pass  # the control plane is away; proxies keep their config meanwhile
+
+    async def deregister(self) -> None:
+        try:
+            async with self._session.delete(f"{self._base}/v1/workloads/{self._name}"):
+                pass
+        except (aiohttp.ClientError, TimeoutError) as e:
+            log.warning("could not deregister %s: %s", self._name, e)
+        self.registered = False
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+async def probe_tcp(port: int, timeout: float = 1.0) -> bool:
+    """The app is ready when it accepts connections on its port."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+    return True
+
+
+async def probe_http(port: int, path: str, timeout: float = 1.0) -> bool:
+    """An HTTP readiness probe: any status below 400 is ready, as in Kubernetes."""
+    try:
+        async with (
+            aiohttp.ClientSession(trust_env=False) as session,
+            session.get(
+                f"http://127.0.0.1:{port}{path}", timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp,
+        ):
+            return resp.status < 400
+    except (aiohttp.ClientError, TimeoutError):
+        return False

@@ -1,0 +1,216 @@
+"""`weft run`: a workload and its sidecar, started, registered, drained and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from weft.agent.bootstrap import SidecarIdentity, sidecar_bootstrap
+from weft.agent.envoy import EnvoyProcess
+from weft.agent.ports import free_port
+from weft.agent.registration import Registrar, probe_http, probe_tcp
+from weft.errors import ProxyError
+from weft.snapshot.proxy import InboundPort
+
+log = logging.getLogger("weft.agent")
+
+HEARTBEAT_INTERVAL = 2.0
+
+
+@dataclass
+class RunOptions:
+    service: str
+    app_port: int
+    command: Sequence[str]
+    namespace: str = "default"
+    version: str = ""
+    service_account: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    service_port: int | None = None
+    inbound_port: int | None = None
+    proxy_port: int | None = None
+    admin_port: int | None = None
+    protocol: str = "HTTP"
+    probe_path: str | None = None
+    xds: tuple[str, int] = ("127.0.0.1", 15010)
+    admin: tuple[str, int] = ("127.0.0.1", 15014)
+    drain_seconds: float = 1.0
+    work_dir: Path | None = None
+    envoy_log_level: str = "warning"
+    workload_name: str | None = None
+
+    def resolved_labels(self) -> dict[str, str]:
+        labels = {"app": self.service, **self.labels}
+        if self.version:
+            labels.setdefault("version", self.version)
+        return labels
+
+
+class Workload:
+    """The running app, its Envoy, and its registration."""
+
+    def __init__(self, opts: RunOptions) -> None:
+        self.opts = opts
+        self.name = opts.workload_name or (
+            f"{opts.service}-{opts.version or 'v'}-{secrets.token_hex(3)}"
+        )
+        self.inbound_port = opts.inbound_port or free_port()
+        self.proxy_port = opts.proxy_port or free_port()
+        self.admin_port = opts.admin_port or free_port()
+        self.service_port = opts.service_port or opts.app_port
+        self.work_dir = opts.work_dir or Path(tempfile.mkdtemp(prefix=f"weft-{self.name}-"))
+        labels = opts.resolved_labels()
+        self.identity = SidecarIdentity(
+            workload=self.name,
+            namespace=opts.namespace,
+            service=opts.service,
+            labels=labels,
+            service_account=opts.service_account or opts.service,
+            proxy_port=self.proxy_port,
+            inbound=(
+                InboundPort(
+                    service_port=self.service_port,
+                    inbound_port=self.inbound_port,
+                    app_port=opts.app_port,
+                    protocol=opts.protocol,
+                    name=opts.protocol.lower(),
+                ),
+            ),
+        )
+        self.envoy = EnvoyProcess(
+            sidecar_bootstrap(self.identity, opts.xds[0], opts.xds[1], self.admin_port),
+            self.work_dir,
+            self.admin_port,
+            log_level=opts.envoy_log_level,
+        )
+        self.registrar = Registrar(
+            opts.admin[0],
+            opts.admin[1],
+            {
+                "name": self.name,
+                "namespace": opts.namespace,
+                "service": opts.service,
+                "address": "127.0.0.1",
+                "labels": labels,
+                "serviceAccount": self.identity.service_account,
+                "ports": [
+                    {
+                        "servicePort": self.service_port,
+                        "targetPort": self.inbound_port,
+                        "name": opts.protocol.lower(),
+                        "protocol": opts.protocol,
+                    }
+                ],
+            },
+        )
+        self.app: asyncio.subprocess.Process | None = None
+
+    def app_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        proxy = f"http://127.0.0.1:{self.proxy_port}"
+        env.update(
+            PORT=str(self.opts.app_port),
+            HTTP_PROXY=proxy,
+            http_proxy=proxy,
+            WEFT_SERVICE=self.opts.service,
+            WEFT_NAMESPACE=self.opts.namespace,
+            WEFT_WORKLOAD=self.name,
+        )
+        if self.opts.version:
+            env["WEFT_VERSION"] = self.opts.version
+        # Service names must go through the sidecar; only the loopback may bypass it.
+        env["NO_PROXY"] = env["no_proxy"] = ""
+        return env
+
+    async def probe(self) -> bool:
+        if self.opts.probe_path:
+            return await probe_http(self.opts.app_port, self.opts.probe_path)
+        return await probe_tcp(self.opts.app_port)
+
+    async def run(self) -> int:
+        """Run until the app exits or a signal arrives; returns the app's exit code."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.envoy.start()
+            log.info(
+                "%s: sidecar up (inbound %d -> app %d, HTTP_PROXY port %d, admin %d)",
+                self.name, self.inbound_port, self.opts.app_port, self.proxy_port,
+                self.admin_port,
+            )  # fmt: skip
+            with contextlib.suppress(ProxyError):
+                await self.envoy.wait_live(timeout=20)
+            self.app = await asyncio.create_subprocess_exec(
+                *self.opts.command, env=self.app_env(), start_new_session=True
+            )
+            heartbeat = asyncio.create_task(self._heartbeat())
+            app_done = asyncio.create_task(self.app.wait())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({app_done, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            heartbeat.cancel()
+            stopped.cancel()
+            return await self._shutdown(app_exited=app_done.done())
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self._cleanup()
+
+    async def _heartbeat(self) -> None:
+        was_healthy: bool | None = None
+        while True:
+            healthy = await self.probe()
+            if healthy or was_healthy is not None:
+                await self.registrar.report(healthy)
+            was_healthy = healthy
+            await asyncio.sleep(HEARTBEAT_INTERVAL if healthy else 0.2)
+
+    async def _shutdown(self, app_exited: bool) -> int:
+        # Leave the mesh first so callers stop picking this endpoint, then drain.
+        await self.registrar.deregister()
+        if not app_exited:
+            await asyncio.sleep(self.opts.drain_seconds)
+        with contextlib.suppress(ProxyError):
+            await self.envoy.drain(seconds=self.opts.drain_seconds)
+        code = await self._stop_app()
+        log.info("%s: app exited with %s", self.name, code)
+        return code
+
+    async def _stop_app(self, timeout: float = 5.0) -> int:
+        app = self.app
+        if app is None:
+            return 0
+        if app.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(app.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(app.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(app.pid, signal.SIGKILL)
+                await app.wait()
+        code = app.returncode or 0
+        return code if code >= 0 else 128 - code
+
+    async def _cleanup(self) -> None:
+        await self._stop_app()
+        await self.envoy.stop()
+        await self.registrar.close()
+
+
+def run_workload(opts: RunOptions) -> int:
+    try:
+        return asyncio.run(Workload(opts).run())
+    except ProxyError as e:
+        print(f"weft run: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,175 @@
+"""The control plane's admin HTTP API: config apply/delete, workload registration, debug."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from google.protobuf import json_format
+
+from weft import __version__
+from weft.api.loader import load_yaml
+from weft.errors import ConfigError
+from weft.registry.local import Workload
+from weft.xds import types
+
+if TYPE_CHECKING:
+    from weft.controlplane.app import ControlPlane
+
+CP_KEY: web.AppKey[ControlPlane] = web.AppKey("control_plane")
+
+
+def _cp(request: web.Request) -> ControlPlane:
+    return request.app[CP_KEY]
+
+
+def _error(status: int, message: str, problems: list[str] | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if problems is not None:
+        body["problems"] = problems
+    return web.json_response(body, status=status)
+
+
+async def ready(request: web.Request) -> web.Response:
+    return web.json_response({"ready": _cp(request).ready.is_set(), "version": __version__})
+
+
+async def apply_config(request: web.Request) -> web.Response:
+    """Validate a whole YAML file and store it; nothing is stored if any document is bad."""
+    source = request.query.get("source", "<request>")
+    text = await request.text()
+    try:
+        objects = load_yaml(text, source)
+    except ConfigError as e:
+        return _error(400, str(e), [str(p) for p in e.problems])
+    cp = _cp(request)
+    if request.query.get("delete") == "true":
+        changed = cp.store.delete([o.key for o in objects])
+        verb = "deleted"
+    else:
+        changed = cp.store.apply(objects)
+        verb = "configured"
+    keys = {o.key for o in objects}
+    return web.json_response(
+        {
+            "results": [
+                {
+                    "kind": o.kind,
+                    "namespace": o.metadata.namespace,
+                    "name": o.metadata.name,
+                    "result": verb if o.key in changed else "unchanged",
+                }
+                for o in objects
+            ],
+            "count": len(keys),
+        }
+    )
+
+
+async def config_status(request: web.Request) -> web.Response:
+    cp = _cp(request)
+    return web.json_response(
+        {
+            "objects": [
+                {"kind": o.kind, "namespace": o.metadata.namespace, "name": o.metadata.name}
+                for o in cp.store.objects()
+            ],
+            "problems": [str(p) for p in cp.store.problems()],
+        }
+    )
+
+
+async def register(request: web.Request) -> web.Response:
+    try:
+        workload = Workload.from_json(await request.json())
+    except (ValueError, TypeError, json.JSONDecodeError) as e:
+        return _error(400, f"bad registration: {e}")
+    _cp(request).registry.register(workload)
+    return web.json_response({"registered": f"{workload.namespace}/{workload.name}"})
+
+
+async def report(request: web.Request) -> web.Response:
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    body = await request.json()
+    try:
+        _cp(request).registry.report(ns, name, bool(body.get("healthy", True)))
+    except KeyError:
+        return _error(404, f"workload {ns}/{name} is not registered: register it again")
+    return web.json_response({"ok": True})
+
+
+async def deregister(request: web.Request) -> web.Response:
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    removed = _cp(request).registry.deregister(ns, name)
+    return web.json_response({"removed": removed})
+
+
+async def list_workloads(request: web.Request) -> web.Response:
+    return web.json_response([w.to_json() for w in _cp(request).registry.workloads()])
+
+
+async def syncz(request: web.Request) -> web.Response:
+    """Every connected proxy and, per xDS type, whether it has what we last sent."""
+    cp = _cp(request)
+    out = []
+    for conn in sorted(cp.ads.connections.values(), key=lambda c: c.proxy.id):
+        status = conn.status()
+        latest = cp.ads.config_for(conn.proxy)
+        for type_url in types.PUSH_ORDER:
+            entry = status["types"][types.short_name(type_url)]  # type: ignore[index]
+            if entry["status"] == "SYNCED" and entry["sent"] != latest[type_url].version:
+                entry["status"] = "STALE"
+        out.append(status)
+    return web.json_response({"snapshot": cp.ads.snapshot.version, "proxies": out})
+
+
+async def config_dump(request: web.Request) -> web.Response:
+    """The config the control plane generates for one proxy, as Envoy-style JSON."""
+    cp = _cp(request)
+    conn = cp.ads.find(request.query.get("proxy", ""))
+    if conn is None:
+        names = ", ".join(sorted(c.proxy.id for c in cp.ads.connections.values())) or "none"
+        return _error(404, f"no connected proxy matches {request.query.get('proxy')!r} ({names})")
+    config = cp.ads.config_for(conn.proxy)
+    dump: dict[str, Any] = {"proxy": conn.proxy.id}
+    for type_url in types.PUSH_ORDER:
+        resources = config[type_url]
+        dump[types.short_name(type_url)] = {
+            "version": resources.version,
+            "resources": [
+                json_format.MessageToDict(_unpack(any_)) for any_ in resources.items.values()
+            ],
+        }
+    return web.json_response(dump)
+
+
+def _unpack(any_: Any) -> Any:
+    from google.protobuf import symbol_database
+
+    name = any_.type_url.rsplit("/", 1)[-1]
+    cls = symbol_database.Default().GetSymbol(name)
+    msg = cls()
+    any_.Unpack(msg)
+    return msg
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = _cp(request).metrics.render()
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+def admin_app(cp: ControlPlane) -> web.Application:
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app[CP_KEY] = cp
+    app.router.add_get("/ready", ready)
+    app.router.add_post("/v1/config", apply_config)
+    app.router.add_get("/v1/config", config_status)
+    app.router.add_post("/v1/workloads", register)
+    app.router.add_get("/v1/workloads", list_workloads)
+    app.router.add_put("/v1/workloads/{namespace}/{name}/health", report)
+    app.router.add_delete("/v1/workloads/{namespace}/{name}", deregister)
+    app.router.add_get("/debug/syncz", syncz)
+    app.router.add_get("/debug/config_dump", config_dump)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,118 @@
+"""The control plane process: config ingestion -> snapshot -> xDS, plus the admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+from envoy.service.discovery.v3 import ads_pb2_grpc
+
+from weft.config.directory import DirectoryStore
+from weft.config.store import ConfigStore
+from weft.controlplane.address import DEFAULT_ADMIN_PORT, DEFAULT_XDS_PORT
+from weft.controlplane.admin import admin_app
+from weft.controlplane.debounce import Debouncer
+from weft.registry.local import LocalRegistry
+from weft.snapshot.build import build_snapshot
+from weft.snapshot.snapshot import Snapshot
+from weft.telemetry.metrics import ControlPlaneMetrics
+from weft.xds.generate import InconsistentConfig
+from weft.xds.server import AdsServer
+
+log = logging.getLogger("weft.controlplane")
+
+
+
+@dataclass(frozen=True)
+class ControlPlaneOptions:
+    config_dir: Path
+    state_dir: Path
+    xds_address: str = "127.0.0.1"
+    xds_port: int = DEFAULT_XDS_PORT
+    admin_port: int = DEFAULT_ADMIN_PORT
+    registry_ttl: float = 15.0
+    root_namespace: str = "istio-system"
+
+
+class ControlPlane:
+    """Owns the store, the registry, the snapshot and the servers; `run()` until cancelled."""
+
+    def __init__(self, options: ControlPlaneOptions, store: ConfigStore | None = None) -> None:
+        self.options = options
+        self.metrics = ControlPlaneMetrics()
+        self.store: ConfigStore = store or DirectoryStore(options.config_dir)
+        self.registry = LocalRegistry(
+            state_file=options.state_dir / "workloads.json", ttl=options.registry_ttl
+        )
+        self._version = 0
+        self.ads = AdsServer(Snapshot(), self.metrics)
+        self._debouncer = Debouncer(self.rebuild)
+        self.ready = asyncio.Event()
+
+    def rebuild(self) -> None:
+        """Build a new snapshot from the current config and registry and push it."""
+        self._version += 1
+        snap = build_snapshot(
+            self._version,
+            self.store.objects(),
+            self.registry.services(),
+            self.registry.endpoints(),
+            root_namespace=self.options.root_namespace,
+        )
+        self.metrics.config_errors.set(len(self.store.problems()))
+        try:
+            self.ads.push(snap)
+        except InconsistentConfig as e:
+            log.error("not serving snapshot %d, proxies keep the last one: %s", snap.version, e)
+        except Exception:
+            log.exception("not serving snapshot %d: generation failed", snap.version)
+
+    def changed(self) -> None:
+        self._debouncer.trigger()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.registry.expire()
+
+    async def run(self) -> None:
+        opts = self.options
+        await self.store.start()
+        self.store.subscribe(self.changed)
+        self.registry.subscribe(self.changed)
+        self.rebuild()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.http2.max_pings_without_data", 0),
+            ]
+        )
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, server)
+        bound = server.add_insecure_port(f"{opts.xds_address}:{opts.xds_port}")
+        if bound == 0:
+            raise OSError(f"cannot listen for xDS on {opts.xds_address}:{opts.xds_port}")
+        runner = web.AppRunner(admin_app(self), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, opts.xds_address, opts.admin_port, reuse_address=True)
+        try:
+            await server.start()
+            await site.start()
+            log.info(
+                "control plane serving xDS on %s:%d, admin on %s:%d, config from %s",
+                opts.xds_address, opts.xds_port, opts.xds_address, opts.admin_port,
+                opts.config_dir,
+            )  # fmt: skip
+            self.ready.set()
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._debouncer.run())
+                tasks.create_task(self._expire_loop())
+        finally:
+            await runner.cleanup()
+            await server.stop(grace=0.5)
+            await self.store.stop()

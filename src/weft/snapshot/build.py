@@ -1,0 +1,144 @@
+"""Build a Snapshot from config objects and discovered services. Pure: same inputs, same output."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import TypeVar
+
+from weft.api import (
+    DestinationRule,
+    Gateway,
+    IstioObject,
+    ServiceEntry,
+    Sidecar,
+    VirtualService,
+    WorkloadEntry,
+)
+from weft.registry.model import Endpoint, Service, ServicePort, frozen_labels
+from weft.snapshot.snapshot import Snapshot
+
+
+def build_snapshot(
+    version: int,
+    objects: Sequence[IstioObject],
+    services: Mapping[str, Service],
+    endpoints: Mapping[str, tuple[Endpoint, ...]],
+    root_namespace: str = "istio-system",
+) -> Snapshot:
+    """Merge discovered services with ServiceEntries and index the routing config."""
+    all_services = dict(services)
+    all_endpoints = dict(endpoints)
+    entries = [o for o in objects if isinstance(o, WorkloadEntry)]
+    for se in (o for o in objects if isinstance(o, ServiceEntry)):
+        for service, eps in _service_entry_services(se, entries, endpoints):
+            # Discovered services win over a ServiceEntry of the same name, as in Istio.
+            if service.hostname not in all_services:
+                all_services[service.hostname] = service
+                all_endpoints[service.hostname] = eps
+    return Snapshot(
+        version=version,
+        services=MappingProxyType(dict(sorted(all_services.items()))),
+        endpoints=MappingProxyType(all_endpoints),
+        virtual_services=_sorted(o for o in objects if isinstance(o, VirtualService)),
+        destination_rules=_sorted(o for o in objects if isinstance(o, DestinationRule)),
+        sidecars=_sorted(o for o in objects if isinstance(o, Sidecar)),
+        gateways=_sorted(o for o in objects if isinstance(o, Gateway)),
+        root_namespace=root_namespace,
+    )
+
+
+_T = TypeVar("_T", VirtualService, DestinationRule, Sidecar, Gateway)
+
+
+def _sorted(objects: Iterable[_T]) -> tuple[_T, ...]:
+    return tuple(sorted(objects, key=lambda o: (o.metadata.namespace, o.metadata.name)))
+
+
+def _service_entry_services(
+    se: ServiceEntry,
+    entries: Sequence[WorkloadEntry],
+    discovered: Mapping[str, tuple[Endpoint, ...]],
+) -> Iterable[tuple[Service, tuple[Endpoint, ...]]]:
+    spec = se.spec
+    namespace = se.metadata.namespace
+    ports = tuple(
+        sorted(
+            ServicePort(p.number, p.name or f"{p.protocol.lower()}-{p.number}", p.protocol)
+            for p in spec.ports or []
+        )
+    )
+    resolution = "DNS" if spec.resolution in ("DNS", "DNS_ROUND_ROBIN") else "STATIC"
+    if spec.resolution == "NONE":
+        resolution = "NONE"
+    for host in spec.hosts:
+        service = Service(
+            hostname=host,
+            namespace=namespace,
+            ports=ports,
+            name=host.split(".", 1)[0],
+            mesh_external=spec.location != "MESH_INTERNAL",
+            resolution=resolution,  # type: ignore[arg-type]
+            source=f"ServiceEntry {namespace}/{se.metadata.name}",
+        )
+        eps: list[Endpoint] = []
+        for we in spec.endpoints or []:
+            eps.append(_endpoint(host, namespace, we.address or host, we, ports))
+        if spec.workload_selector is not None:
+            selector = spec.workload_selector.labels or {}
+            for entry in entries:
+                if entry.metadata.namespace == namespace and all(
+                    entry.spec.labels.get(k) == v for k, v in selector.items()
+                ):
+                    eps.append(_endpoint(host, namespace, entry.spec.address or "", entry.spec, ports))
+            # Registered workloads in the same namespace are WorkloadEntries too.
+            for existing in discovered.values():
+                for ep in existing:
+                    if ep.namespace == namespace and ep.matches(selector):
+                        eps.append(_retarget(ep, host, ports))
+        if not eps and resolution == "DNS":
+            eps.append(
+                Endpoint(
+                    service=host,
+                    address=host,
+                    ports={p.port: p.port for p in ports},
+                    namespace=namespace,
+                )
+            )
+        yield service, tuple(eps)
+
+
+def _endpoint(
+    host: str, namespace: str, address: str, spec: object, ports: tuple[ServicePort, ...]
+) -> Endpoint:
+    from weft.api.networking import WorkloadEntrySpec
+
+    assert isinstance(spec, WorkloadEntrySpec)
+    by_name = spec.ports or {}
+    return Endpoint(
+        service=host,
+        address=address,
+        ports={p.port: by_name.get(p.name, p.port) for p in ports},
+        labels=frozen_labels(spec.labels),
+        service_account=spec.service_account or "default",
+        namespace=namespace,
+        weight=spec.weight or 1,
+        locality=spec.locality or "",
+    )
+
+
+def _retarget(ep: Endpoint, host: str, ports: tuple[ServicePort, ...]) -> Endpoint:
+    """A registered workload selected by a ServiceEntry: map ports by number when it has them."""
+    mapping = {p.port: ep.ports.get(p.port, p.port) for p in ports}
+    return Endpoint(
+        service=host,
+        address=ep.address,
+        ports=mapping,
+        labels=ep.labels,
+        service_account=ep.service_account,
+        namespace=ep.namespace,
+        workload=ep.workload,
+        healthy=ep.healthy,
+        weight=ep.weight,
+        locality=ep.locality,
+    )

@@ -1,0 +1,208 @@
+"""CDS: outbound clusters per visible service port and subset, inbound clusters per app port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.config.core.v3 import address_pb2, config_source_pb2, protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+
+from weft.registry.model import Service, ServicePort
+from weft.snapshot.proxy import InboundPort, Proxy
+from weft.snapshot.snapshot import Snapshot
+from weft.snapshot.view import visible_services
+from weft.xds import names
+from weft.xds.policy import EffectivePolicy, effective_policy
+from weft.xds.protos import duration, istio_duration, pack
+
+DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds, Istio's default
+HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+_LB = {
+    "ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN,
+    "LEAST_REQUEST": cluster_pb2.Cluster.LEAST_REQUEST,
+    "LEAST_CONN": cluster_pb2.Cluster.LEAST_REQUEST,
+    "RANDOM": cluster_pb2.Cluster.RANDOM,
+    "UNSPECIFIED": cluster_pb2.Cluster.LEAST_REQUEST,
+}
+
+
+def ads_source() -> config_source_pb2.ConfigSource:
+    return config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(),
+        resource_api_version=config_source_pb2.V3,
+    )
+
+
+def generate_clusters(proxy: Proxy, snap: Snapshot) -> list[cluster_pb2.Cluster]:
+    clusters: list[cluster_pb2.Cluster] = []
+    for service in visible_services(proxy, snap):
+        dr = snap.destination_rule_for(service.hostname, proxy.namespace)
+        subsets = [s.name for s in dr.spec.subsets or []] if dr is not None else []
+        for port in service.ports:
+            for subset in ["", *subsets]:
+                policy = effective_policy(dr, port.port, subset)
+                clusters.append(outbound_cluster(service, port, subset, policy))
+    clusters.extend(inbound_cluster(p) for p in proxy.inbound)
+    return clusters
+
+
+def outbound_cluster(
+    service: Service, port: ServicePort, subset: str, policy: EffectivePolicy
+) -> cluster_pb2.Cluster:
+    name = names.outbound_cluster(port.port, subset, service.hostname)
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        connect_timeout=duration(DEFAULT_CONNECT_TIMEOUT),
+        lb_policy=cluster_pb2.Cluster.LEAST_REQUEST,  # Istio's default since 1.14
+        common_lb_config=cluster_pb2.Cluster.CommonLbConfig(
+            healthy_panic_threshold=_percent(0.0)  # never send to unhealthy hosts in panic
+        ),
+    )
+    if service.resolution == "DNS":
+        cluster.type = cluster_pb2.Cluster.STRICT_DNS
+        cluster.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
+        cluster.load_assignment.CopyFrom(
+            endpoint_pb2.ClusterLoadAssignment(
+                cluster_name=name,
+                endpoints=[
+                    endpoint_components_pb2.LocalityLbEndpoints(
+                        lb_endpoints=[_lb_endpoint(service.hostname, port.port)]
+                    )
+                ],
+            )
+        )
+    else:
+        cluster.type = cluster_pb2.Cluster.EDS
+        cluster.eds_cluster_config.CopyFrom(
+            cluster_pb2.Cluster.EdsClusterConfig(eds_config=ads_source(), service_name=name)
+        )
+    _apply_policy(cluster, policy, port)
+    return cluster
+
+
+def inbound_cluster(port: InboundPort) -> cluster_pb2.Cluster:
+    name = names.inbound_cluster(port.service_port)
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.STATIC,
+        connect_timeout=duration(DEFAULT_CONNECT_TIMEOUT),
+        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(
+            cluster_name=name,
+            endpoints=[
+                endpoint_components_pb2.LocalityLbEndpoints(
+                    lb_endpoints=[_lb_endpoint("127.0.0.1", port.app_port)]
+                )
+            ],
+        ),
+    )
+    if port.protocol in ("HTTP2", "GRPC"):
+        _set_http_options(cluster, http2=True, max_requests=0, idle=None)
+    return cluster
+
+
+def _lb_endpoint(address: str, port: int) -> endpoint_components_pb2.LbEndpoint:
+    return endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=address_pb2.Address(
+                socket_address=address_pb2.SocketAddress(address=address, port_value=port)
+            )
+        )
+    )
+
+
+def _percent(value: float) -> Any:
+    from envoy.type.v3 import percent_pb2
+
+    return percent_pb2.Percent(value=value)
+
+
+def _apply_policy(cluster: cluster_pb2.Cluster, policy: EffectivePolicy, port: ServicePort) -> None:
+    http2 = port.protocol in ("HTTP2", "GRPC")
+    max_requests = 0
+    idle: str | None = None
+    lb = policy.load_balancer
+    if lb is not None:
+        if lb.simple is not None:
+            if lb.simple == "PASSTHROUGH":
+                cluster.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+            else:
+                cluster.lb_policy = _LB[lb.simple]
+        elif lb.consistent_hash is not None:
+            ch = lb.consistent_hash
+            if ch.maglev is not None:
+                cluster.lb_policy = cluster_pb2.Cluster.MAGLEV
+            else:
+                cluster.lb_policy = cluster_pb2.Cluster.RING_HASH
+                size = (ch.ring_hash.minimum_ring_size if ch.ring_hash else None) or (
+                    ch.minimum_ring_size
+                )
+                if size:
+                    cluster.ring_hash_lb_config.minimum_ring_size.value = size
+    pool = policy.connection_pool
+    if pool is not None:
+        thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds()
+        if pool.tcp is not None:
+            if pool.tcp.max_connections:
+                thresholds.max_connections.value = pool.tcp.max_connections
+            if pool.tcp.connect_timeout:
+                cluster.connect_timeout.CopyFrom(istio_duration(pool.tcp.connect_timeout))
+        if pool.http is not None:
+            h = pool.http
+            if h.http1_max_pending_requests:
+                thresholds.max_pending_requests.value = h.http1_max_pending_requests
+            if h.http2_max_requests:
+                thresholds.max_requests.value = h.http2_max_requests
+            if h.max_retries:
+                thresholds.max_retries.value = h.max_retries
+            max_requests = h.max_requests_per_connection or 0
+            idle = h.idle_timeout
+            if h.h2_upgrade_policy == "UPGRADE":
+                http2 = True
+        cluster.circuit_breakers.thresholds.append(thresholds)
+    od = policy.outlier_detection
+    if od is not None:
+        outlier = outlier_detection_pb2.OutlierDetection()
+        errors = od.consecutive_5xx_errors
+        if errors is None and od.consecutive_errors is not None:
+            errors = od.consecutive_errors
+        if errors is not None:
+            outlier.consecutive_5xx.value = errors
+            if errors == 0:
+                outlier.enforcing_consecutive_5xx.value = 0
+        if od.consecutive_gateway_errors is not None:
+            outlier.consecutive_gateway_failure.value = od.consecutive_gateway_errors
+            outlier.enforcing_consecutive_gateway_failure.value = 100
+        if od.interval:
+            outlier.interval.CopyFrom(istio_duration(od.interval))
+        if od.base_ejection_time:
+            outlier.base_ejection_time.CopyFrom(istio_duration(od.base_ejection_time))
+        if od.max_ejection_percent is not None:
+            outlier.max_ejection_percent.value = od.max_ejection_percent
+        if od.min_health_percent is not None:
+            cluster.common_lb_config.healthy_panic_threshold.value = float(od.min_health_percent)
+        cluster.outlier_detection.CopyFrom(outlier)
+    if http2 or max_requests or idle:
+        _set_http_options(cluster, http2=http2, max_requests=max_requests, idle=idle)
+
+
+def _set_http_options(
+    cluster: cluster_pb2.Cluster, http2: bool, max_requests: int, idle: str | None
+) -> None:
+    opts = http_protocol_options_pb2.HttpProtocolOptions()
+    common = protocol_pb2.HttpProtocolOptions()
+    if max_requests:
+        common.max_requests_per_connection.value = max_requests
+    if idle:
+        common.idle_timeout.CopyFrom(istio_duration(idle))
+    if max_requests or idle:
+        opts.common_http_protocol_options.CopyFrom(common)
+    if http2:
+        opts.explicit_http_config.http2_protocol_options.CopyFrom(protocol_pb2.Http2ProtocolOptions())
+    else:
+        opts.explicit_http_config.http_protocol_options.CopyFrom(protocol_pb2.Http1ProtocolOptions())
+    cluster.typed_extension_protocol_options[HTTP_OPTIONS_KEY].CopyFrom(pack(opts))
+

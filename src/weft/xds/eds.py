@@ -1,0 +1,67 @@
+"""EDS: one ClusterLoadAssignment per EDS cluster the proxy has, healthy endpoints only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+
+from weft.registry.model import Endpoint
+from weft.snapshot.snapshot import Snapshot
+from weft.xds import names
+from weft.xds.policy import subset_labels
+from weft.xds.protos import u32
+
+
+def generate_endpoints(
+    cluster_names: Iterable[str], snap: Snapshot, client_namespace: str
+) -> list[endpoint_pb2.ClusterLoadAssignment]:
+    """Assignments for the given EDS cluster names (the proxy's own EDS clusters)."""
+    return [load_assignment(name, snap, client_namespace) for name in cluster_names]
+
+
+def load_assignment(
+    cluster: str, snap: Snapshot, client_namespace: str
+) -> endpoint_pb2.ClusterLoadAssignment:
+    assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster)
+    parsed = names.parse_outbound_cluster(cluster)
+    if parsed is None:
+        return assignment
+    port, subset, host = parsed
+    selector: dict[str, str] | None = {}
+    if subset:
+        selector = subset_labels(snap.destination_rule_for(host, client_namespace), subset)
+    if selector is None:
+        return assignment  # a subset no rule defines has no endpoints
+    by_locality: dict[str, list[endpoint_components_pb2.LbEndpoint]] = {}
+    weights: dict[str, int] = {}
+    for ep in snap.endpoints_of(host):
+        target = ep.target_port(port)
+        if target is None or not ep.healthy or not ep.matches(selector):
+            continue
+        by_locality.setdefault(ep.locality, []).append(_lb_endpoint(ep, target))
+        weights[ep.locality] = weights.get(ep.locality, 0) + max(ep.weight, 1)
+    for locality in sorted(by_locality):
+        region, zone, subzone = ([*locality.split("/"), "", ""])[:3]
+        assignment.endpoints.append(
+            endpoint_components_pb2.LocalityLbEndpoints(
+                locality=base_pb2.Locality(region=region, zone=zone, sub_zone=subzone),
+                lb_endpoints=by_locality[locality],
+                # gRPC clients ignore a locality without weight.
+                load_balancing_weight=u32(weights[locality]),
+            )
+        )
+    return assignment
+
+
+def _lb_endpoint(ep: Endpoint, port: int) -> endpoint_components_pb2.LbEndpoint:
+    return endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=address_pb2.Address(
+                socket_address=address_pb2.SocketAddress(address=ep.address, port_value=port)
+            )
+        ),
+        health_status=health_check_pb2.HEALTHY,
+        load_balancing_weight=u32(max(ep.weight, 1)),
+    )

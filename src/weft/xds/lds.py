@@ -1,0 +1,121 @@
+"""LDS: the sidecar's outbound HTTP proxy listener and one inbound listener per workload port."""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import address_pb2, base_pb2, protocol_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+from weft.snapshot.proxy import InboundPort, Proxy
+from weft.snapshot.snapshot import Snapshot
+from weft.xds import names
+from weft.xds.cds import ads_source
+from weft.xds.protos import boolean, duration, pack
+from weft.xds.routes import FAULT_FILTER
+
+HCM_FILTER = "envoy.filters.network.http_connection_manager"
+TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
+ROUTER_FILTER = "envoy.filters.http.router"
+HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB", "UNKNOWN"})
+
+
+def generate_listeners(proxy: Proxy, snap: Snapshot) -> list[listener_pb2.Listener]:
+    listeners = [inbound_listener(proxy, port) for port in proxy.inbound]
+    if proxy.proxy_port:
+        listeners.append(http_proxy_listener(proxy))
+    return listeners
+
+
+def _address(ip: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=ip, port_value=port))
+
+
+def _router() -> hcm.HttpFilter:
+    return hcm.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router()))
+
+
+def http_proxy_listener(proxy: Proxy) -> listener_pb2.Listener:
+    """The app's HTTP_PROXY: routes by Host/authority exactly like Istio's outbound vhosts."""
+    assert proxy.proxy_port is not None
+    manager = hcm.HttpConnectionManager(
+        stat_prefix="outbound_http_proxy",
+        codec_type=hcm.HttpConnectionManager.AUTO,
+        rds=hcm.Rds(config_source=ads_source(), route_config_name=names.HTTP_PROXY_ROUTE),
+        http_filters=[
+            hcm.HttpFilter(name=FAULT_FILTER, typed_config=pack(fault_pb2.HTTPFault())),
+            _router(),
+        ],
+        # Proxy clients send absolute URLs (GET http://reviews:9080/ HTTP/1.1).
+        http_protocol_options=protocol_pb2.Http1ProtocolOptions(allow_absolute_url=boolean(True)),
+        use_remote_address=boolean(False),
+        normalize_path=boolean(True),
+        stream_idle_timeout=duration(0),
+    )
+    return listener_pb2.Listener(
+        name=names.HTTP_PROXY_LISTENER,
+        address=_address("127.0.0.1", proxy.proxy_port),
+        traffic_direction=base_pb2.OUTBOUND,
+        filter_chains=[
+            listener_components_pb2.FilterChain(
+                filters=[listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(manager))]
+            )
+        ],
+    )
+
+
+def inbound_listener(proxy: Proxy, port: InboundPort) -> listener_pb2.Listener:
+    """Traffic from the mesh for one workload port, handed to the app on 127.0.0.1."""
+    cluster = names.inbound_cluster(port.service_port)
+    if port.protocol in HTTP_PROTOCOLS:
+        filter_ = listener_components_pb2.Filter(
+            name=HCM_FILTER, typed_config=pack(_inbound_hcm(port, cluster))
+        )
+    else:
+        filter_ = listener_components_pb2.Filter(
+            name=TCP_PROXY_FILTER,
+            typed_config=pack(
+                tcp_proxy_pb2.TcpProxy(stat_prefix=cluster, cluster=cluster)
+            ),
+        )
+    return listener_pb2.Listener(
+        name=names.inbound_listener(proxy.ip, port.inbound_port),
+        address=_address(proxy.ip, port.inbound_port),
+        traffic_direction=base_pb2.INBOUND,
+        filter_chains=[listener_components_pb2.FilterChain(filters=[filter_])],
+    )
+
+
+def _inbound_hcm(port: InboundPort, cluster: str) -> hcm.HttpConnectionManager:
+    route_config = route_pb2.RouteConfiguration(
+        name=cluster,
+        validate_clusters=boolean(False),
+        virtual_hosts=[
+            rc.VirtualHost(
+                name=f"inbound|http|{port.service_port}",
+                domains=["*"],
+                routes=[
+                    rc.Route(
+                        name="default",
+                        match=rc.RouteMatch(prefix="/"),
+                        route=rc.RouteAction(cluster=cluster, timeout=duration(0)),
+                    )
+                ],
+            )
+        ],
+    )
+    return hcm.HttpConnectionManager(
+        stat_prefix=f"inbound_{port.service_port}",
+        codec_type=hcm.HttpConnectionManager.AUTO,
+        route_config=route_config,
+        http_filters=[_router()],
+        use_remote_address=boolean(False),
+        normalize_path=boolean(True),
+        stream_idle_timeout=duration(0),
+    )

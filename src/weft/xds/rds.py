@@ -1,0 +1,99 @@
+"""RDS: the outbound HTTP proxy's route table, one virtual host per service and port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+
+from weft.registry.model import Service
+from weft.snapshot.proxy import Proxy
+from weft.snapshot.snapshot import Snapshot
+from weft.snapshot.view import visible_services
+from weft.xds import names
+from weft.xds.protos import boolean
+from weft.xds.routes import RouteTarget, default_route, virtual_service_routes
+
+NOT_IN_MESH_BODY = (
+    "weft: no service in the mesh registry matches this host and port; "
+    "check the Host header (e.g. reviews:9080) and `weft proxy-config routes`\n"
+)
+NON_HTTP = frozenset({"TCP", "TLS", "HTTPS", "MONGO", "MYSQL", "REDIS"})
+
+
+def generate_routes(
+    proxy: Proxy, snap: Snapshot, requested: Iterable[str] = ()
+) -> list[route_pb2.RouteConfiguration]:
+    """Route configurations by name; the sidecar has one, the HTTP proxy's."""
+    wanted = set(requested) or {names.HTTP_PROXY_ROUTE}
+    out: list[route_pb2.RouteConfiguration] = []
+    if names.HTTP_PROXY_ROUTE in wanted:
+        out.append(http_proxy_routes(proxy, snap))
+    return out
+
+
+def http_proxy_routes(proxy: Proxy, snap: Snapshot) -> route_pb2.RouteConfiguration:
+    config = route_pb2.RouteConfiguration(name=names.HTTP_PROXY_ROUTE, validate_clusters=boolean(False))
+    used: set[str] = set()
+    for service in visible_services(proxy, snap):
+        for port in service.ports:
+            if port.protocol in NON_HTTP:
+                continue
+            domains = [d for d in vhost_domains(service, port.port, proxy.namespace) if d not in used]
+            if not domains:
+                continue
+            used.update(domains)
+            config.virtual_hosts.append(_virtual_host(service, port.port, domains, proxy, snap))
+    config.virtual_hosts.append(
+        rc.VirtualHost(
+            name="block_all",
+            domains=["*"],
+            routes=[
+                rc.Route(
+                    name="block_all",
+                    match=rc.RouteMatch(prefix="/"),
+                    direct_response=rc.DirectResponseAction(
+                        status=502, body={"inline_string": NOT_IN_MESH_BODY}
+                    ),
+                )
+            ],
+        )
+    )
+    return config
+
+
+def vhost_domains(service: Service, port: int, client_namespace: str) -> list[str]:
+    """Every name a client may use for a service, as Istio spells them.
+
+    A Host header without a port means port 80 in HTTP, so bare names belong to port 80 only.
+    Short names resolve in the caller's namespace, so they are added only for callers there.
+    """
+    host = service.hostname
+    bases = [host]
+    suffix = f".{service.namespace}.svc."
+    if suffix in host:
+        name = host.split(".", 1)[0]
+        bases += [f"{name}.{service.namespace}.svc", f"{name}.{service.namespace}"]
+        if service.namespace == client_namespace:
+            bases.append(name)
+    domains = [f"{b}:{port}" for b in bases]
+    if port == 80:
+        domains = [d for b in bases for d in (b, f"{b}:80")]
+    return domains
+
+
+def _virtual_host(
+    service: Service, port: int, domains: list[str], proxy: Proxy, snap: Snapshot
+) -> rc.VirtualHost:
+    target = RouteTarget(service=service, port=port, proxy=proxy, snap=snap)
+    routes: list[rc.Route] = []
+    bound = snap.virtual_services_for(service.hostname)
+    if bound:
+        # As in Istio, the first VirtualService for a host wins on sidecars.
+        routes = virtual_service_routes(bound[0], target)
+    if not routes:
+        routes = [default_route(target)]
+    return rc.VirtualHost(
+        name=names.virtual_host(service.hostname, port), domains=domains, routes=routes
+    )

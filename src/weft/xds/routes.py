@@ -1,0 +1,392 @@
+"""VirtualService HTTP routes -> Envoy routes. Pure translation of one route for one vhost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.v3 import percent_pb2
+
+from weft.api import VirtualService
+from weft.api.hosts import fqdn
+from weft.registry.model import Service
+from weft.snapshot.proxy import Proxy
+from weft.snapshot.snapshot import Snapshot
+from weft.xds import names
+from weft.xds.protos import duration, istio_duration, pack
+
+FAULT_FILTER = "envoy.filters.http.fault"
+DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+
+_REDIRECT_CODES = {
+    301: rc.RedirectAction.MOVED_PERMANENTLY,
+    302: rc.RedirectAction.FOUND,
+    303: rc.RedirectAction.SEE_OTHER,
+    307: rc.RedirectAction.TEMPORARY_REDIRECT,
+    308: rc.RedirectAction.PERMANENT_REDIRECT,
+}
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    """The vhost being built: which service and port, for which proxy."""
+
+    service: Service
+    port: int
+    proxy: Proxy
+    snap: Snapshot
+
+
+def default_route(target: RouteTarget) -> rc.Route:
+    """A service with no VirtualService: everything to all its endpoints."""
+    cluster = names.outbound_cluster(target.port, "", target.service.hostname)
+    return rc.Route(
+        name="default",
+        match=rc.RouteMatch(prefix="/"),
+        route=rc.RouteAction(
+            cluster=cluster, timeout=duration(0), retry_policy=default_retry_policy()
+        ),
+    )
+
+
+def default_retry_policy() -> rc.RetryPolicy:
+    """Istio's implicit retries: two attempts on connection-level failures and 503."""
+    return rc.RetryPolicy(
+        retry_on=DEFAULT_RETRY_ON,
+        num_retries=_u32(2),
+        retriable_status_codes=[503],
+        retry_host_predicate=[
+            rc.RetryPolicy.RetryHostPredicate(
+                name="envoy.retry_host_predicates.previous_hosts",
+                typed_config=pack(_previous_hosts()),
+            )
+        ],
+        host_selection_retry_max_attempts=5,
+    )
+
+
+def _previous_hosts() -> Any:
+    from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+
+    return previous_hosts_pb2.PreviousHostsPredicate()
+
+
+def _u32(value: int) -> Any:
+    from google.protobuf import wrappers_pb2
+
+    return wrappers_pb2.UInt32Value(value=value)
+
+
+def virtual_service_routes(vs: VirtualService, target: RouteTarget) -> list[rc.Route]:
+    """Envoy routes for one vhost from a VirtualService; stops after a catch-all as Istio does."""
+    routes: list[rc.Route] = []
+    for index, http in enumerate(vs.spec.http or []):
+        matches = list(_applicable_matches(http.match, target))
+        if http.match and not matches:
+            continue  # every match is for another port or another source
+        for match in matches or [None]:
+            routes.append(_route(vs, http, index, match, target))
+            if match is None or _is_catch_all(match):
+                return routes
+    return routes
+
+
+def _applicable_matches(matches: list[Any] | None, target: RouteTarget) -> Iterator[Any]:
+    for m in matches or []:
+        if m.port is not None and m.port != target.port:
+            continue
+        if m.source_labels and any(
+            target.proxy.labels.get(k) != v for k, v in m.source_labels.items()
+        ):
+            continue
+        if m.source_namespace and m.source_namespace != target.proxy.namespace:
+            continue
+        yield m
+
+
+def _is_catch_all(match: Any) -> bool:
+    uri = match.uri
+    plain_uri = uri is None or (uri.prefix == "/" and not match.ignore_uri_case)
+    return (
+        plain_uri
+        and not match.headers
+        and not match.query_params
+        and not match.without_headers
+        and match.method is None
+        and match.authority is None
+        and match.scheme is None
+    )
+
+
+def _route(vs: VirtualService, http: Any, index: int, match: Any, target: RouteTarget) -> rc.Route:
+    route = rc.Route(name=http.name or f"{vs.metadata.namespace}/{vs.metadata.name}[{index}]")
+    route.match.CopyFrom(_route_match(match))
+    if http.redirect is not None:
+        route.redirect.CopyFrom(_redirect(http.redirect))
+    elif http.direct_response is not None:
+        dr = http.direct_response
+        route.direct_response.status = dr.status
+        if dr.body is not None and dr.body.string is not None:
+            route.direct_response.body.inline_string = dr.body.string
+    else:
+        route.route.CopyFrom(_route_action(vs, http, target))
+        if len(http.route or []) == 1 and http.route[0].headers is not None:
+            _header_ops(route, http.route[0].headers)  # a lone destination's headers
+    if http.headers is not None:
+        _header_ops(route, http.headers)
+    if http.fault is not None:
+        route.typed_per_filter_config[FAULT_FILTER].CopyFrom(pack(_fault(http.fault)))
+    return route
+
+
+def _string_matcher(sm: Any, ignore_case: bool = False) -> string_pb2.StringMatcher:
+    if sm.exact is not None:
+        return string_pb2.StringMatcher(exact=sm.exact, ignore_case=ignore_case)
+    if sm.prefix is not None:
+        return string_pb2.StringMatcher(prefix=sm.prefix, ignore_case=ignore_case)
+    return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=sm.regex))
+
+
+def _route_match(match: Any) -> rc.RouteMatch:
+    rm = rc.RouteMatch()
+    if match is None or match.uri is None:
+        rm.prefix = "/"
+    elif match.uri.exact is not None:
+        rm.path = match.uri.exact
+    elif match.uri.prefix is not None:
+        rm.prefix = match.uri.prefix
+    else:
+        rm.safe_regex.CopyFrom(regex_pb2.RegexMatcher(regex=match.uri.regex))
+    if match is None:
+        return rm
+    if match.ignore_uri_case:
+        rm.case_sensitive.value = False
+    for name, sm in sorted((match.headers or {}).items()):
+        rm.headers.append(_header_matcher(name, sm))
+    for pseudo, sm in ((":method", match.method), (":authority", match.authority)):
+        if sm is not None:
+            rm.headers.append(_header_matcher(pseudo, sm))
+    if match.scheme is not None:
+        rm.headers.append(_header_matcher(":scheme", match.scheme))
+    for name, sm in sorted((match.without_headers or {}).items()):
+        hm = _header_matcher(name, sm)
+        hm.invert_match = True
+        rm.headers.append(hm)
+    for name, sm in sorted((match.query_params or {}).items()):
+        qm = rc.QueryParameterMatcher(name=name)
+        if sm.exact is None and sm.prefix is None and sm.regex is None:
+            qm.present_match = True
+        else:
+            qm.string_match.CopyFrom(_string_matcher(sm))
+        rm.query_parameters.append(qm)
+    return rm
+
+
+def _header_matcher(name: str, sm: Any) -> rc.HeaderMatcher:
+    if sm.exact is None and sm.prefix is None and sm.regex is None:
+        return rc.HeaderMatcher(name=name, present_match=True)
+    return rc.HeaderMatcher(name=name, string_match=_string_matcher(sm))
+
+
+def destination_port(service: Service | None, requested: int | None, vhost_port: int) -> int:
+    """Istio: an explicit port, else the service's only port, else the port being routed."""
+    if requested:
+        return requested
+    if service is not None and len(service.ports) == 1:
+        return service.ports[0].port
+    return vhost_port
+
+
+def destination_cluster(vs: VirtualService, destination: Any, target: RouteTarget) -> str:
+    host = fqdn(destination.host, vs.metadata.namespace)
+    service = target.snap.service(host)
+    number = destination.port.number if destination.port is not None else None
+    port = destination_port(service, number, target.port)
+    return names.outbound_cluster(port, destination.subset or "", host)
+
+
+def _route_action(vs: VirtualService, http: Any, target: RouteTarget) -> rc.RouteAction:
+    action = rc.RouteAction()
+    destinations = [d for d in http.route or [] if len(http.route) == 1 or (d.weight or 0) > 0]
+    if len(destinations) == 1:
+        action.cluster = destination_cluster(vs, destinations[0].destination, target)
+    else:
+        for d in destinations:
+            wc = rc.WeightedCluster.ClusterWeight(
+                name=destination_cluster(vs, d.destination, target), weight=_u32(d.weight)
+            )
+            if d.headers is not None:
+                _header_ops(wc, d.headers)
+            action.weighted_clusters.clusters.append(wc)
+    action.timeout.CopyFrom(istio_duration(http.timeout) if http.timeout else duration(0))
+    if http.retries is None:
+        action.retry_policy.CopyFrom(default_retry_policy())
+    elif http.retries.attempts:
+        action.retry_policy.CopyFrom(_retry_policy(http.retries))
+    if http.rewrite is not None:
+        rw = http.rewrite
+        if rw.uri is not None:
+            action.prefix_rewrite = rw.uri
+        if rw.uri_regex_rewrite is not None:
+            action.regex_rewrite.pattern.regex = rw.uri_regex_rewrite.match
+            action.regex_rewrite.substitution = rw.uri_regex_rewrite.rewrite
+        if rw.authority is not None:
+            action.host_rewrite_literal = rw.authority
+    for mirror in _mirrors(http):
+        action.request_mirror_policies.append(mirror)
+    hash_policy = _hash_policy(vs, destinations, target)
+    if hash_policy is not None:
+        action.hash_policy.append(hash_policy)
+    return action
+
+
+def _retry_policy(retries: Any) -> rc.RetryPolicy:
+    policy = default_retry_policy()
+    policy.num_retries.value = retries.attempts
+    if retries.per_try_timeout:
+        policy.per_try_timeout.CopyFrom(istio_duration(retries.per_try_timeout))
+    if retries.retry_on:
+        conditions: list[str] = []
+        codes: list[int] = []
+        for part in (p.strip() for p in retries.retry_on.split(",")):
+            if part.isdigit():
+                codes.append(int(part))
+            elif part:
+                conditions.append(part)
+        if codes and "retriable-status-codes" not in conditions:
+            conditions.append("retriable-status-codes")
+        policy.retry_on = ",".join(conditions)
+        del policy.retriable_status_codes[:]
+        policy.retriable_status_codes.extend(codes)
+    return policy
+
+
+def _mirrors(http: Any) -> Iterator[rc.RouteAction.RequestMirrorPolicy]:
+    targets = [(m.destination, m.percentage) for m in http.mirrors or []]
+    if http.mirror is not None:
+        targets.append((http.mirror, http.mirror_percentage))
+    for dest, pct in targets:
+        port = dest.port.number if dest.port is not None else 0
+        policy = rc.RouteAction.RequestMirrorPolicy(
+            cluster=names.outbound_cluster(port or 80, dest.subset or "", dest.host)
+        )
+        if pct is not None:
+            policy.runtime_fraction.default_value.CopyFrom(_fraction(pct.value))
+        yield policy
+
+
+def _hash_policy(
+    vs: VirtualService, destinations: list[Any], target: RouteTarget
+) -> rc.RouteAction.HashPolicy | None:
+    if not destinations:
+        return None
+    host = fqdn(destinations[0].destination.host, vs.metadata.namespace)
+    dr = target.snap.destination_rule_for(host, target.proxy.namespace)
+    lb = dr.spec.traffic_policy.load_balancer if dr and dr.spec.traffic_policy else None
+    ch = lb.consistent_hash if lb is not None else None
+    if ch is None:
+        return None
+    return consistent_hash_policy(ch)
+
+
+def consistent_hash_policy(ch: Any) -> rc.RouteAction.HashPolicy:
+    hp = rc.RouteAction.HashPolicy()
+    if ch.http_header_name:
+        hp.header.header_name = ch.http_header_name
+    elif ch.http_cookie is not None:
+        hp.cookie.name = ch.http_cookie.name
+        if ch.http_cookie.path:
+            hp.cookie.path = ch.http_cookie.path
+        if ch.http_cookie.ttl:
+            hp.cookie.ttl.CopyFrom(istio_duration(ch.http_cookie.ttl))
+    elif ch.use_source_ip:
+        hp.connection_properties.source_ip = True
+    elif ch.http_query_parameter_name:
+        hp.query_parameter.name = ch.http_query_parameter_name
+    return hp
+
+
+def _redirect(redirect: Any) -> rc.RedirectAction:
+    ra = rc.RedirectAction(response_code=_REDIRECT_CODES.get(redirect.redirect_code or 301, 0))
+    if redirect.uri:
+        ra.path_redirect = redirect.uri
+    if redirect.authority:
+        ra.host_redirect = redirect.authority
+    if redirect.port:
+        ra.port_redirect = redirect.port
+    if redirect.scheme:
+        ra.scheme_redirect = redirect.scheme
+    return ra
+
+
+def _header_ops(target: Any, headers: Any) -> None:
+    """Istio's `headers.request/response` set/add/remove onto a route or weighted cluster."""
+    for direction, ops in (("request", headers.request), ("response", headers.response)):
+        if ops is None:
+            continue
+        add = getattr(target, f"{direction}_headers_to_add")
+        for name, value in sorted((ops.set or {}).items()):
+            add.append(
+                base_pb2.HeaderValueOption(
+                    header=base_pb2.HeaderValue(key=name, value=value),
+                    append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+                )
+            )
+        for name, value in sorted((ops.add or {}).items()):
+            add.append(
+                base_pb2.HeaderValueOption(
+                    header=base_pb2.HeaderValue(key=name, value=value),
+                    append_action=base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
+                )
+            )
+        getattr(target, f"{direction}_headers_to_remove").extend(ops.remove or [])
+
+
+def _fraction(percent: float) -> percent_pb2.FractionalPercent:
+    # Istio's percentages are floats; a million-based fraction keeps 4 decimals.
+    return percent_pb2.FractionalPercent(
+        numerator=round(percent * 10_000), denominator=percent_pb2.FractionalPercent.MILLION
+    )
+
+
+def _fault(fault: Any) -> fault_pb2.HTTPFault:
+    out = fault_pb2.HTTPFault()
+    if fault.delay is not None:
+        d = fault.delay
+        out.delay.CopyFrom(
+            common_fault.FaultDelay(
+                fixed_delay=istio_duration(d.fixed_delay),
+                percentage=_fraction(d.percentage.value if d.percentage is not None else 100.0),
+            )
+        )
+    if fault.abort is not None:
+        a = fault.abort
+        abort = fault_pb2.FaultAbort(
+            percentage=_fraction(a.percentage.value if a.percentage is not None else 100.0)
+        )
+        if a.grpc_status is not None:
+            abort.grpc_status = _grpc_code(a.grpc_status)
+        else:
+            abort.http_status = a.http_status
+        out.abort.CopyFrom(abort)
+    return out
+
+
+_GRPC_CODES = [
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "UNAUTHENTICATED",
+]  # fmt: skip
+
+
+def _grpc_code(status: str | int) -> int:
+    if isinstance(status, int) or str(status).isdigit():
+        return int(status)
+    return _GRPC_CODES.index(str(status).upper())

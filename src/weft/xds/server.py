@@ -1,0 +1,214 @@
+"""ADS, state of the world, on grpc.aio: serves snapshots, knows nothing of config sources."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import json_format
+
+from weft.snapshot.proxy import Proxy, proxy_from_node
+from weft.snapshot.snapshot import Snapshot
+from weft.telemetry.metrics import ControlPlaneMetrics
+from weft.xds import types
+from weft.xds.connection import Connection
+from weft.xds.generate import GenerationCache, Resources
+
+log = logging.getLogger("weft.xds")
+
+_PUSH = object()
+
+
+class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    """Streams config to proxies; `push(snapshot)` sends each proxy what changed for it."""
+
+    def __init__(self, snapshot: Snapshot, metrics: ControlPlaneMetrics | None = None) -> None:
+        self._snapshot = snapshot
+        self._snapshot_at = time.monotonic()
+        self._cache = GenerationCache()
+        self._queues: dict[str, asyncio.Queue[object]] = {}
+        self.connections: dict[str, Connection] = {}
+        self.metrics = metrics or ControlPlaneMetrics()
+        # Nonces must differ across restarts too, or Envoy may mistake a new response for old.
+        self._nonce_prefix = os.urandom(4).hex()
+        self._ids = itertools.count(1)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def push(self, snapshot: Snapshot) -> None:
+        """Make `snapshot` current and wake every stream to send what changed for it.
+
+        Config for every connected proxy is generated first: if that fails (raises), the
+        previous snapshot stays current and nothing is sent.
+        """
+        for conn in list(self.connections.values()):
+            self._cache.get(conn.proxy, snapshot)
+        self._snapshot = snapshot
+        self._snapshot_at = time.monotonic()
+        for queue in self._queues.values():
+            queue.put_nowait(_PUSH)
+
+    def config_for(self, proxy: Proxy) -> dict[str, Resources]:
+        return self._cache.get(proxy, self._snapshot)
+
+    def find(self, proxy_id: str) -> Connection | None:
+        """A connection by proxy id, connection id, or unique prefix of either."""
+        for conn in self.connections.values():
+            if proxy_id in (conn.proxy.id, conn.id):
+                return conn
+        matches = [
+            c for c in self.connections.values()
+            if proxy_id in c.proxy.id or c.proxy.workload.startswith(proxy_id)
+        ]
+        return matches[0] if len(matches) == 1 else None
+
+    async def StreamAggregatedResources(  # noqa: N802 (gRPC's method name)
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        conn: Connection | None = None
+        reader = asyncio.create_task(self._read(request_iterator, queue))
+        try:
+            while True:
+                event = await queue.get()
+                if isinstance(event, BaseException):
+                    break
+                if event is _PUSH:
+                    if conn is not None:
+                        for response in self._on_push(conn):
+                            yield response
+                    continue
+                assert isinstance(event, discovery_pb2.DiscoveryRequest)
+                if conn is None:
+                    conn = self._open(event, queue)
+                    if conn is None:
+                        await context.abort(
+                            grpc.StatusCode.INVALID_ARGUMENT, "first request must carry node.id"
+                        )
+                        return
+                response = self._on_request(conn, event)
+                if response is not None:
+                    yield response
+        finally:
+            reader.cancel()
+            if conn is not None:
+                self._close(conn)
+
+    async def _read(
+        self,
+        requests: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        queue: asyncio.Queue[object],
+    ) -> None:
+        try:
+            async for request in requests:
+                queue.put_nowait(request)
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            pass
+        except Exception as e:  # the stream ended badly; the main loop must still stop
+            log.debug("stream read ended: %s", e)
+        queue.put_nowait(EOFError())
+
+    def _open(self, request: discovery_pb2.DiscoveryRequest, queue: asyncio.Queue[object]) -> (
+        Connection | None
+    ):
+        if not request.node.id:
+            return None
+        metadata = json_format.MessageToDict(request.node.metadata)
+        proxy = proxy_from_node(request.node.id, metadata)
+        conn = Connection(id=f"{proxy.id}-{next(self._ids)}", proxy=proxy)
+        self.connections[conn.id] = conn
+        self._queues[conn.id] = queue
+        self.metrics.connected.set(len(self.connections))
+        log.info("proxy connected: %s", proxy.id)
+        return conn
+
+    def _close(self, conn: Connection) -> None:
+        self.connections.pop(conn.id, None)
+        self._queues.pop(conn.id, None)
+        self.metrics.connected.set(len(self.connections))
+        log.info("proxy disconnected: %s", conn.proxy.id)
+
+    def _on_request(
+        self, conn: Connection, request: discovery_pb2.DiscoveryRequest
+    ) -> discovery_pb2.DiscoveryResponse | None:
+        type_url = request.type_url
+        watch = conn.watch(type_url)
+        names = frozenset(n for n in request.resource_names if n != "*")
+        if request.response_nonce:
+            if request.response_nonce != watch.sent_nonce:
+                return None  # answers a response that has been superseded
+            if request.HasField("error_detail"):
+                watch.nack = request.error_detail.message
+                self.metrics.rejects.labels(types.short_name(type_url)).inc()
+                log.warning(
+                    "%s rejected %s version %s: %s (it keeps its last good config)",
+                    conn.proxy.id, types.short_name(type_url), watch.sent_version,
+                    request.error_detail.message,
+                )  # fmt: skip
+                watch.names = names
+                return None
+            watch.acked_version = watch.sent_version
+            watch.nack = None
+            if names == watch.names:
+                return None  # a plain ACK
+        # A first request (also after a reconnect, with Envoy's old version) or a new set of
+        # names: always answered.
+        watch.names = names
+        watch.requested = True
+        return self._respond(conn, type_url, force=True)
+
+    def _on_push(self, conn: Connection) -> list[discovery_pb2.DiscoveryResponse]:
+        responses: list[discovery_pb2.DiscoveryResponse] = []
+        clusters_sent = False
+        for type_url in types.PUSH_ORDER:
+            watch = conn.watches.get(type_url)
+            if watch is None or not watch.requested:
+                continue
+            # An EDS cluster changed by CDS waits for EDS: always follow CDS with EDS.
+            force = type_url == types.ENDPOINT and clusters_sent
+            response = self._respond(conn, type_url, force=force)
+            if response is not None:
+                responses.append(response)
+                clusters_sent = clusters_sent or type_url == types.CLUSTER
+        if responses:
+            conn.pushes += 1
+            self.metrics.convergence.observe(time.monotonic() - self._snapshot_at)
+        return responses
+
+    def _respond(
+        self, conn: Connection, type_url: str, force: bool
+    ) -> discovery_pb2.DiscoveryResponse | None:
+        started = time.monotonic()
+        config = self.config_for(conn.proxy)
+        resources = config.get(type_url)
+        watch = conn.watch(type_url)
+        if resources is None:
+            resources = Resources.of(type_url, [])
+        if not force and watch.sent_version == resources.version:
+            return None
+        items = resources.items
+        if watch.names and type_url in (types.LISTENER, types.CLUSTER):
+            items = {n: r for n, r in items.items() if n in watch.names}
+        nonce = f"{self._nonce_prefix}-{next(self._ids)}"
+        watch.sent_version = resources.version
+        watch.sent_nonce = nonce
+        watch.sent_at = time.time()
+        self.metrics.pushes.labels(types.short_name(type_url)).inc()
+        self.metrics.push_time.observe(time.monotonic() - started)
+        return discovery_pb2.DiscoveryResponse(
+            version_info=resources.version,
+            type_url=type_url,
+            nonce=nonce,
+            resources=list(items.values()),
+        )
