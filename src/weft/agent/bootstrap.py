@@ -98,6 +98,18 @@ def sidecar_bootstrap(
             "cds_config": ads_source,
             "lds_config": ads_source,
         },
+        # Istio users write regexes longer than Envoy's default program-size limit allows.
+        "layered_runtime": {
+            "layers": [
+                {
+                    "name": "weft",
+                    "static_layer": {
+                        "re2.max_program_size.error_level": 32768,
+                        "re2.max_program_size.warn_level": 1000,
+                    },
+                }
+            ]
+        },
         "static_resources": {
             "clusters": [
                 {

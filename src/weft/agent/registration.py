@@ -18,11 +18,17 @@ class Registrar:
         self._base = f"http://{admin_host}:{admin_port}"
         self._registration = registration
         self._name = f"{registration['namespace']}/{registration['name']}"
-        # trust_env=False: the agent's own environment may point HTTP_PROXY at its sidecar.
-        self._session = aiohttp.ClientSession(
-            trust_env=False, timeout=aiohttp.ClientTimeout(total=3)
-        )
+        self._client: aiohttp.ClientSession | None = None
         self.registered = False
+
+    @property
+    def _session(self) -> aiohttp.ClientSession:
+        if self._client is None:
+            # trust_env=False: the agent's environment may point HTTP_PROXY at its sidecar.
+            self._client = aiohttp.ClientSession(
+                trust_env=False, timeout=aiohttp.ClientTimeout(total=3)
+            )
+        return self._client
 
     async def register(self) -> bool:
         try:
@@ -65,7 +71,8 @@ class Registrar:
         self.registered = False
 
     async def close(self) -> None:
-        await self._session.close()
+        if self._client is not None:
+            await self._client.close()
 
 
 async def probe_tcp(port: int, timeout: float = 1.0) -> bool:

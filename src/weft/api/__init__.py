@@ -17,7 +17,7 @@ from weft.api.hosts import fqdn, host_matches
 from weft.api.httproute import HTTPMatchRequest, HTTPRoute, HTTPRouteDestination
 from weft.api.kinds import KINDS, IstioObject
 from weft.api.loader import load_file, load_json, load_yaml, parse_object
-from weft.api.meta import API_VERSIONS, ConfigKey, ObjectMeta
+from weft.api.meta import API_VERSIONS, ConfigKey, IstioResource, ObjectMeta
 from weft.api.serialize import dump_json, dump_yaml, to_dict
 from weft.api.serviceentry import ServiceEntry, ServiceEntrySpec, ServicePort
 from weft.api.sidecar import Sidecar, SidecarSpec
@@ -46,6 +46,7 @@ __all__ = [
     "HTTPRouteDestination",
     "IstioModel",
     "IstioObject",
+    "IstioResource",
     "LabelSelector",
     "ObjectMeta",
     "Percent",

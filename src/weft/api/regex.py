@@ -16,14 +16,14 @@ RE2_HINT = (
 )
 
 _UNSUPPORTED_GROUPS: tuple[tuple[str, str], ...] = (
-    ("(?<=", "lookbehind"),
-    ("(?<!", "negative lookbehind"),
-    ("(?=", "lookahead"),
-    ("(?!", "negative lookahead"),
-    ("(?>", "atomic group"),
-    ("(?P=", "named backreference"),
-    ("(?(", "conditional group"),
-    ("(?#", "comment group"),
+    ("(?<=", "a lookbehind"),
+    ("(?<!", "a negative lookbehind"),
+    ("(?=", "a lookahead"),
+    ("(?!", "a negative lookahead"),
+    ("(?>", "an atomic group"),
+    ("(?P=", "a named backreference"),
+    ("(?(", "a conditional group"),
+    ("(?#", "a comment group"),
 )
 
 # RE2 syntax that Python's `re` lacks; replaced by a stand-in before compiling with `re`.
@@ -86,7 +86,7 @@ def _unsupported_construct(pattern: str) -> str | None:
         if c == "(":
             for prefix, name in _UNSUPPORTED_GROUPS:
                 if pattern.startswith(prefix, i):
-                    return f"a {name} {prefix}...)"
+                    return f"{name} {prefix}...)"
             # '(?' starts a group flag, not a quantifier.
             i += 2 if pattern.startswith("(?", i) else 1
             after_quantifier = False

@@ -17,8 +17,12 @@ def to_dict(obj: IstioObject) -> dict[str, Any]:
     # Identity stays explicit even where it equals a default, so files read unambiguously.
     data["apiVersion"] = obj.api_version
     data["kind"] = obj.kind
-    data["metadata"] = {"name": obj.metadata.name, **data.get("metadata", {})}
-    data["metadata"]["namespace"] = obj.metadata.namespace
+    meta = data.get("metadata", {})
+    data["metadata"] = {
+        "name": obj.metadata.name,
+        "namespace": obj.metadata.namespace,
+        **{k: v for k, v in meta.items() if k not in ("name", "namespace")},
+    }
     data.setdefault("spec", {})
     return {k: data[k] for k in ("apiVersion", "kind", "metadata", "spec")}
 

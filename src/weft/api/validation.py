@@ -316,7 +316,9 @@ def validate_sidecar(sc: Sidecar) -> Problems:
         if ingress.port is None or ingress.port.number is None:
             yield problem(f"{field}.port", "ingress listener has no port number", "add 'port'")
         elif ingress.port.protocol is None:
-            yield problem(f"{field}.port.protocol", "ingress port has no protocol")
+            yield problem(
+                f"{field}.port.protocol", "ingress port has no protocol", "add 'protocol: HTTP'"
+            )
     for i, egress in enumerate(spec.egress):
         yield from _egress(f"spec.egress[{i}]", egress, last=i == len(spec.egress) - 1)
     policy = spec.outbound_traffic_policy

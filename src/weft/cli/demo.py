@@ -189,7 +189,7 @@ async def _apply_step(mesh: LocalMesh, step: Step) -> None:
 
 
 async def run_check(mesh: LocalMesh, per_step: int) -> int:
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=max(Console().width, 160))
     started = time.monotonic()
     port = await _start_mesh(mesh, console.print)
     traffic = Traffic(f"http://127.0.0.1:{port}/productpage")

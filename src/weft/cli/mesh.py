@@ -198,7 +198,7 @@ class LocalMesh:
                 return False
             return set(keys) <= found
 
-        await self._until(ready, timeout, f"workloads {keys} to register")
+        await self._until(ready, timeout, f"workloads {keys} to register", *self.workloads.values())
 
     # --- config --------------------------------------------------------------------------
     async def apply(self, path: Path, delete: bool = False) -> dict[str, Any]:
@@ -226,7 +226,7 @@ class LocalMesh:
             except (aiohttp.ClientError, TimeoutError):
                 return False
             state.update(data)
-            if data["snapshot"] < min_snapshot or len(data["proxies"]) < proxies:
+            if data["pending"] or data["snapshot"] < min_snapshot or len(data["proxies"]) < proxies:
                 return False
             return all(
                 t["status"] == "SYNCED"
@@ -242,13 +242,15 @@ class LocalMesh:
         return int((await self.syncz())["snapshot"])
 
     # --- helpers -------------------------------------------------------------------------
-    async def _until(
-        self, check: Any, timeout: float, what: str, child: Child | None = None
-    ) -> None:
+    async def _until(self, check: Any, timeout: float, what: str, *watched: Child) -> None:
+        """Poll `check` until true; fail at the deadline or as soon as a watched child exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if child is not None and not child.running:
-                raise WeftError(f"{child.name} exited while waiting for {what}:\n{child.log_tail()}")
+            for child in watched:
+                if not child.running:
+                    raise WeftError(
+                        f"{child.name} exited while waiting for {what}:\n{child.log_tail()}"
+                    )
             if await check():
                 return
             await asyncio.sleep(0.1)

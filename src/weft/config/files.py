@@ -104,16 +104,18 @@ def _document_spans(text: str) -> list[_Span]:
     spans: list[_Span] = []
     start, explicit = 0, False
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.DocumentStartEvent):
+        if isinstance(event, yaml.DocumentStartEvent) and event.start_mark is not None:
             start, explicit = event.start_mark.index, bool(event.explicit)
-        elif isinstance(event, yaml.DocumentEndEvent):
+        elif isinstance(event, yaml.DocumentEndEvent) and event.end_mark is not None:
             spans.append(_Span(start, event.end_mark.index, explicit))
     return spans
 
 
 def _is_list(data: Any) -> bool:
-    return isinstance(data, dict) and data.get("kind") == "List" and isinstance(
-        data.get("items"), list
+    return (
+        isinstance(data, dict)
+        and data.get("kind") == "List"
+        and isinstance(data.get("items"), list)
     )
 
 
@@ -144,7 +146,10 @@ def _edit_yaml(text: str, source: str, key: ConfigKey, obj: IstioObject | None) 
 def _splice(text: str, span: _Span, replacement: str) -> str:
     if replacement and span.explicit:
         replacement = "---\n" + replacement
-    return text[: span.start] + replacement + text[span.end :]
+    result = text[: span.start] + replacement + text[span.end :]
+    if span.start == 0 and not replacement and result.startswith("---\n"):
+        result = result[4:]  # the next document became the first; its marker is noise
+    return result
 
 
 def _edit_json(text: str, key: ConfigKey, obj: IstioObject | None) -> str | None:

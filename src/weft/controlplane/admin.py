@@ -121,7 +121,9 @@ async def syncz(request: web.Request) -> web.Response:
             if entry["status"] == "SYNCED" and entry["sent"] != latest[type_url].version:
                 entry["status"] = "STALE"
         out.append(status)
-    return web.json_response({"snapshot": cp.ads.snapshot.version, "proxies": out})
+    return web.json_response(
+        {"snapshot": cp.ads.snapshot.version, "pending": cp.rebuild_pending, "proxies": out}
+    )
 
 
 async def config_dump(request: web.Request) -> web.Response:

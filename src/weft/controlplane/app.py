@@ -71,6 +71,10 @@ class ControlPlane:
         except Exception:
             log.exception("not serving snapshot %d: generation failed", snap.version)
 
+    @property
+    def rebuild_pending(self) -> bool:
+        return self._debouncer.pending
+
     def changed(self) -> None:
         self._debouncer.trigger()
 

@@ -17,6 +17,11 @@ class Debouncer:
         self._event = asyncio.Event()
         self._last = 0.0
 
+    @property
+    def pending(self) -> bool:
+        """A change arrived that no snapshot reflects yet."""
+        return self._event.is_set()
+
     def trigger(self) -> None:
         self._last = time.monotonic()
         self._event.set()

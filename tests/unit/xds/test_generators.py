@@ -55,7 +55,9 @@ def test_short_names_only_for_callers_in_the_same_namespace(make_snapshot: Snaps
     assert "reviews.default:9080" in vh.domains
 
 
-def test_weighted_split_targets_subset_clusters(make_snapshot: SnapshotFactory, proxy: Proxy) -> None:
+def test_weighted_split_targets_subset_clusters(
+    make_snapshot: SnapshotFactory, proxy: Proxy
+) -> None:
     snap = make_snapshot(files=("destination-rule-all.yaml", "virtual-service-reviews-80-20.yaml"))
     (route,) = vhost(http_proxy_routes(proxy, snap), f"{REVIEWS}:9080").routes
     weights = {c.name: c.weight.value for c in route.route.weighted_clusters.clusters}
@@ -97,7 +99,11 @@ spec:
 """
     )
     routes = vhost(http_proxy_routes(proxy, snap), "ratings.default.svc.cluster.local:9080").routes
-    assert [r.match.WhichOneof("path_specifier") for r in routes] == ["path", "safe_regex", "prefix"]
+    assert [r.match.WhichOneof("path_specifier") for r in routes] == [
+        "path",
+        "safe_regex",
+        "prefix",
+    ]
     assert routes[0].direct_response.status == 418
     assert routes[0].direct_response.body.inline_string == "teapot"
     action = routes[1].route
@@ -114,7 +120,11 @@ spec:
 def test_subset_endpoints_follow_labels(make_snapshot: SnapshotFactory) -> None:
     snap = make_snapshot(files=("destination-rule-all.yaml",))
     cla = load_assignment(f"outbound|9080|v2|{REVIEWS}", snap, "default")
-    ports = [e.endpoint.address.socket_address.port_value for le in cla.endpoints for e in le.lb_endpoints]
+    ports = [
+        e.endpoint.address.socket_address.port_value
+        for le in cla.endpoints
+        for e in le.lb_endpoints
+    ]
     assert ports == [20004]
     all_ports = sorted(
         e.endpoint.address.socket_address.port_value

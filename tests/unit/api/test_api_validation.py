@@ -1,0 +1,379 @@
+"""Each semantic rule, seen the way a user sees it: the problem line for one bad field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from weft.api import (
+    Destination,
+    HTTPRoute,
+    HTTPRouteDestination,
+    ObjectMeta,
+    VirtualService,
+    VirtualServiceSpec,
+    validate,
+)
+from weft.api.regex import re2_error
+
+Errors = Callable[[str], list[str]]
+
+
+def vs(spec: str) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: shop}}
+spec:
+{spec}"""
+
+
+def obj(kind: str, spec: str) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: {kind}
+metadata: {{name: thing, namespace: shop}}
+spec:
+{spec}"""
+
+
+VS = "mesh.yaml: VirtualService shop/reviews: "
+
+
+def test_weights_must_sum_to_100(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 70}
+    - {destination: {host: reviews, subset: v2}, weight: 20}
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0].route: weights sum to 90, must sum to 100 "
+        "(adjust the 'weight' of each destination so they add up to 100)"
+    ]
+
+
+def test_single_destination_needs_no_weight() -> None:
+    route = HTTPRoute(route=[HTTPRouteDestination(destination=Destination(host="reviews"))])
+    service = VirtualService(
+        metadata=ObjectMeta(name="r"), spec=VirtualServiceSpec(hosts=["reviews"], http=[route])
+    )
+    assert validate(service) == []
+
+
+def test_negative_weight(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [reviews]
+  tcp:
+  - route:
+    - {destination: {host: a}, weight: 110}
+    - {destination: {host: b}, weight: -10}
+""")
+    assert errors_of(text) == [
+        VS + "spec.tcp[0].route[1].weight: weight -10 is negative (use a weight from 0 to 100)"
+    ]
+
+
+def test_tls_route_weights_are_checked_too(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [reviews]
+  tls:
+  - match: [{sniHosts: [reviews.example.com]}]
+    route:
+    - {destination: {host: a}, weight: 50}
+    - {destination: {host: b}, weight: 40}
+""")
+    assert errors_of(text) == [
+        VS + "spec.tls[0].route: weights sum to 90, must sum to 100 "
+        "(adjust the 'weight' of each destination so they add up to 100)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "construct"),
+    [
+        (r"(a)\\1", r"a backreference (\1)"),
+        ("(?=admin)", "a lookahead"),
+        ("(?!admin)", "a negative lookahead"),
+        ("(?<=/)api", "a lookbehind"),
+        ("(?<!/)api", "a negative lookbehind"),
+        ("(?>abc)", "an atomic group"),
+        ("a++", "a possessive quantifier"),
+    ],
+)
+def test_regex_features_re2_lacks_are_refused(
+    errors_of: Errors, pattern: str, construct: str
+) -> None:
+    text = vs(f"""
+  hosts: [reviews]
+  http:
+  - match: [{{uri: {{regex: "{pattern}"}}}}]
+    route: [{{destination: {{host: reviews}}}}]
+""")
+    (line,) = errors_of(text)
+    assert line.startswith(VS + "spec.http[0].match[0].uri.regex: regex ")
+    assert "which RE2 does not support" in line
+    assert f"uses {construct}" in line
+
+
+def test_invalid_regex(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [reviews]
+  http:
+  - match: [{headers: {x-user: {regex: "[a-"}}}]
+    route: [{destination: {host: reviews}}]
+""")
+    (line,) = errors_of(text)
+    assert line.startswith(
+        VS + "spec.http[0].match[0].headers.x-user.regex: regex '[a-' is invalid"
+    )
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"^/api/v[0-9]+/.*", r"(?i)admin", r"a+?b*?", r"[(?=]x", r"\p{Greek}+", r"a{2,3}"]
+)
+def test_regexes_re2_supports_pass(pattern: str) -> None:
+    assert re2_error(pattern) is None
+
+
+def test_string_match_needs_exactly_one_kind(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [reviews]
+  http:
+  - match:
+    - uri: {prefix: /api, exact: /api/v1}
+      authority: {}
+      headers: {x-canary: {}}
+    route: [{destination: {host: reviews}}]
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0].match[0].uri: sets exact and prefix; a match takes exactly one of "
+        "exact, prefix or regex (keep only one of exact, prefix)",
+        VS + "spec.http[0].match[0].authority: is empty; a match takes exactly one of exact, "
+        "prefix or regex (add 'exact: <value>', 'prefix: <value>' or 'regex: <pattern>')",
+    ]  # an empty header match is a presence test, which is valid
+
+
+def test_route_and_redirect_together(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews}}]
+    redirect: {uri: /v2}
+  - route: [{destination: {host: reviews}}]
+    directResponse: {status: 503}
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0]: http route has both route and redirect; it can take only one "
+        "action (keep only one of route, redirect)",
+        VS + "spec.http[1]: http route has both route and directResponse; it can take only one "
+        "action (keep only one of route, directResponse)",
+    ]
+
+
+def test_http_route_without_action(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [reviews]
+  http:
+  - name: forgotten
+    match: [{uri: {prefix: /}}]
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0]: http route has no route, redirect, directResponse or delegate "
+        "(add a 'route' with at least one destination)"
+    ]
+
+
+def test_virtual_service_without_hosts(errors_of: Errors) -> None:
+    text = vs("""
+  gateways: [bookinfo-gateway]
+  http: [{route: [{destination: {host: reviews}}]}]
+""")
+    (line,) = errors_of(text)
+    assert line.startswith(VS + "spec.hosts: VirtualService has no hosts (list the hosts")
+
+
+def test_virtual_service_without_hosts_is_a_valid_delegate() -> None:
+    from weft.api import load_yaml
+
+    text = vs("""
+  http: [{match: [{uri: {prefix: /reviews}}], route: [{destination: {host: reviews}}]}]
+""")
+    assert len(load_yaml(text, "delegate.yaml")) == 1
+
+
+def test_invalid_host_names(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [reviews, "", "bad_name.example.com", "api.*.example.com"]
+  http: [{route: [{destination: {host: "Reviews!"}}]}]
+""")
+    lines = errors_of(text)
+    assert [line.split(": ")[2] for line in lines] == [
+        "spec.hosts[1]",
+        "spec.hosts[2]",
+        "spec.hosts[3]",
+        "spec.http[0].route[0].destination.host",
+    ]
+    assert "host name is empty" in lines[0]
+    assert "label 'bad_name' may contain only letters, digits and '-'" in lines[1]
+    assert "'*' is only allowed as the whole first label" in lines[2]
+
+
+def test_bad_duration(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews}}]
+    timeout: 10
+    retries: {attempts: 2, perTryTimeout: 2 seconds}
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0].timeout: duration must be a string with a unit, got 10 "
+        '(write a number followed by a unit: "10s", "1.5s", "100ms", "1m", "1h30m")',
+        VS + "spec.http[0].retries.perTryTimeout: '2 seconds' is not a valid duration "
+        '(write a number followed by a unit: "10s", "1.5s", "100ms", "1m", "1h30m")',
+    ]
+
+
+def test_port_out_of_range(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [reviews]
+  http:
+  - match: [{port: 70000}]
+    route: [{destination: {host: reviews, port: {number: 0}}}]
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0].match[0].port: port 70000 is out of range 1..65535 "
+        "(use a port number from 1 to 65535)",
+        VS + "spec.http[0].route[0].destination.port.number: port 0 is out of range 1..65535 "
+        "(use a port number from 1 to 65535)",
+    ]
+
+
+def test_destination_rule_without_host(errors_of: Errors) -> None:
+    assert errors_of(obj("DestinationRule", "  host: ''\n")) == [
+        "mesh.yaml: DestinationRule shop/thing: spec.host: DestinationRule has no host "
+        "(set 'host' to a service name)"
+    ]
+
+
+def test_duplicate_subset_names(errors_of: Errors) -> None:
+    text = obj(
+        "DestinationRule",
+        """
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v1, labels: {version: v3}}
+""",
+    )
+    assert errors_of(text) == [
+        "mesh.yaml: DestinationRule shop/thing: spec.subsets[2].name: subset name 'v1' is "
+        "already used by spec.subsets[0] (give each subset a unique name)"
+    ]
+
+
+def test_service_entry_without_hosts_or_ports(errors_of: Errors) -> None:
+    assert errors_of(obj("ServiceEntry", "  resolution: DNS\n")) == [
+        "mesh.yaml: ServiceEntry shop/thing: spec.hosts: ServiceEntry has no hosts "
+        "(list at least one host)",
+        "mesh.yaml: ServiceEntry shop/thing: spec.ports: ServiceEntry has no ports "
+        "(add 'ports: [{number: 443, protocol: TLS}]')",
+    ]
+
+
+def test_static_service_entry_needs_ip_endpoints(errors_of: Errors) -> None:
+    text = obj(
+        "ServiceEntry",
+        """
+  hosts: [db.internal]
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: db1.internal}, {address: 10.1.1.1}]
+""",
+    )
+    (line,) = errors_of(text)
+    assert line.startswith(
+        "mesh.yaml: ServiceEntry shop/thing: spec.endpoints[0].address: 'db1.internal' is not "
+        "an IP address"
+    )
+
+
+def test_workload_entry_needs_an_address_unless_on_another_network(errors_of: Errors) -> None:
+    assert errors_of(obj("WorkloadEntry", "  labels: {app: ratings}\n")) == [
+        "mesh.yaml: WorkloadEntry shop/thing: spec.address: workload has no address "
+        "(set 'address' (IP, DNS name or unix:///path), or 'network' for a remote network)"
+    ]
+    from weft.api import load_yaml
+
+    assert load_yaml(obj("WorkloadEntry", "  network: vpc-2\n"), "we.yaml")
+
+
+def test_gateway_server_needs_port_and_hosts(errors_of: Errors) -> None:
+    text = obj(
+        "Gateway",
+        """
+  selector: {istio: ingressgateway}
+  servers:
+  - hosts: ["*"]
+  - port: {number: 80, protocol: HTTP, name: http}
+""",
+    )
+    assert errors_of(text) == [
+        "mesh.yaml: Gateway shop/thing: spec.servers[0].port: server has no port "
+        "(add 'port: {number: 80, protocol: HTTP}')",
+        "mesh.yaml: Gateway shop/thing: spec.servers[1].hosts: server has no hosts "
+        "(list hosts, e.g. ['*'])",
+    ]
+
+
+def test_https_gateway_server_needs_tls(errors_of: Errors) -> None:
+    text = obj(
+        "Gateway",
+        """
+  servers:
+  - port: {number: 443, protocol: HTTPS, name: https}
+    hosts: [books.example.com]
+""",
+    )
+    (line,) = errors_of(text)
+    assert line.startswith(
+        "mesh.yaml: Gateway shop/thing: spec.servers[0].tls: server with protocol HTTPS has no tls"
+    )
+
+
+def test_sidecar_egress_hosts_need_a_namespace(errors_of: Errors) -> None:
+    text = obj(
+        "Sidecar",
+        """
+  egress:
+  - hosts: ["./*", "reviews.shop.svc.cluster.local", "Bad_NS/*"]
+""",
+    )
+    assert errors_of(text) == [
+        "mesh.yaml: Sidecar shop/thing: spec.egress[0].hosts[1]: host "
+        "'reviews.shop.svc.cluster.local' is not in namespace/dnsName form (write it as "
+        "'*/reviews.shop.svc.cluster.local' (any namespace) or "
+        "'./reviews.shop.svc.cluster.local' (this namespace))",
+        "mesh.yaml: Sidecar shop/thing: spec.egress[0].hosts[2]: 'Bad_NS' in 'Bad_NS/*' is not "
+        "a namespace (use '*', '.', '~' or a namespace name before the '/')",
+    ]
+
+
+def test_workload_group_probe_takes_one_check(errors_of: Errors) -> None:
+    text = obj(
+        "WorkloadGroup",
+        """
+  template: {ports: {http: 9080}}
+  probe:
+    httpGet: {path: /ready, port: 9080}
+    tcpSocket: {port: 9080}
+""",
+    )
+    assert errors_of(text) == [
+        "mesh.yaml: WorkloadGroup shop/thing: spec.probe: probe sets 2 health checks; it takes "
+        "exactly one (use one of httpGet, tcpSocket, exec or grpc)"
+    ]
