@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 import pytest_asyncio
 
 from weft.agent.ports import free_port
@@ -47,7 +46,9 @@ class MeshClient:
             body = await resp.text()
             return resp.status, resp.headers.get("x-service-version", ""), body
 
-    async def versions(self, url: str, n: int, headers: dict[str, str] | None = None) -> dict[str, int]:
+    async def versions(
+        self, url: str, n: int, headers: dict[str, str] | None = None
+    ) -> dict[str, int]:
         """How many of n requests each version answered; failures count under 'HTTP <status>'."""
         counts: dict[str, int] = {}
         for _ in range(n):

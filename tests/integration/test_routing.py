@@ -19,9 +19,9 @@ async def test_all_traffic_to_v1(mesh: LocalMesh, bookinfo: MeshClient) -> None:
     await apply_and_sync(mesh, NETWORKING / "virtual-service-all-v1.yaml")
     assert await bookinfo.versions(REVIEWS, 40) == {"v1": 40}
     # The same rule seen from another caller, by another name for the same service.
-    assert await bookinfo.versions("http://reviews.default.svc.cluster.local:9080/reviews/1", 10) == {
-        "v1": 10
-    }
+    assert await bookinfo.versions(
+        "http://reviews.default.svc.cluster.local:9080/reviews/1", 10
+    ) == {"v1": 10}
 
 
 async def test_weighted_split(mesh: LocalMesh, bookinfo: MeshClient) -> None:

@@ -47,17 +47,32 @@ def version() -> None:
 
 
 @cli.command("control-plane")
-@click.option("--config-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory of Istio YAML, watched for changes.")
+@click.option(
+    "--config-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of Istio YAML, watched for changes.",
+)
 @click.option("--xds-port", default=15010, show_default=True, type=int)
 @click.option("--admin-port", default=15014, show_default=True, type=int)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where registrations are kept across restarts [CONFIG_DIR/.weft-state].")
-@click.option("--registry-ttl", default=15.0, show_default=True,
-              help="Seconds without a heartbeat before a workload is removed.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where registrations are kept across restarts [CONFIG_DIR/.weft-state].",
+)
+@click.option(
+    "--registry-ttl",
+    default=15.0,
+    show_default=True,
+    help="Seconds without a heartbeat before a workload is removed.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 def control_plane(
     config_dir: Path, xds_port: int, admin_port: int, address: str, state_dir: Path | None,
     registry_ttl: float, log_level: str,
@@ -80,7 +95,9 @@ def control_plane(
     except KeyboardInterrupt:
         pass
     except OSError as e:
-        _fail(f"{e} (is another control plane running? pick other ports with --xds-port/--admin-port)")
+        _fail(
+            f"{e} (is another control plane running? pick other ports with --xds-port/--admin-port)"
+        )
 
 
 @cli.command("run", context_settings={"ignore_unknown_options": False})
@@ -94,12 +111,20 @@ def control_plane(
 @click.option("--inbound-port", type=int, help="Sidecar port the mesh reaches [free port].")
 @click.option("--proxy-port", type=int, help="Sidecar HTTP_PROXY port [free port].")
 @click.option("--admin-port", type=int, help="Envoy admin port [free port].")
-@click.option("--protocol", default="HTTP", show_default=True,
-              type=click.Choice(["HTTP", "HTTP2", "GRPC", "TCP"], case_sensitive=False))
+@click.option(
+    "--protocol",
+    default="HTTP",
+    show_default=True,
+    type=click.Choice(["HTTP", "HTTP2", "GRPC", "TCP"], case_sensitive=False),
+)
 @click.option("--probe-path", help="HTTP readiness path (default: TCP connect to --port).")
 @click.option("--drain-seconds", default=1.0, show_default=True)
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     service: str, namespace: str, version_: str, service_account: str, labels: tuple[str, ...],
@@ -129,12 +154,23 @@ def run(
         _fail(str(e))
     code = run_workload(
         RunOptions(
-            service=service, app_port=app_port, command=command, namespace=namespace,
-            version=version_, service_account=service_account, labels=parsed,
-            service_port=service_port, inbound_port=inbound_port, proxy_port=proxy_port,
-            admin_port=admin_port, protocol=protocol.upper(), probe_path=probe_path,
-            xds=xds, admin=admin, drain_seconds=drain_seconds,
-        )  # fmt: skip
+            service=service,
+            app_port=app_port,
+            command=command,
+            namespace=namespace,
+            version=version_,
+            service_account=service_account,
+            labels=parsed,
+            service_port=service_port,
+            inbound_port=inbound_port,
+            proxy_port=proxy_port,
+            admin_port=admin_port,
+            protocol=protocol.upper(),
+            probe_path=probe_path,
+            xds=xds,
+            admin=admin,
+            drain_seconds=drain_seconds,
+        )
     )
     sys.exit(code)
 
@@ -225,7 +261,9 @@ def proxy_status(output: str) -> None:
             cells.append(info["status"])
             if info["nack"]:
                 nacks.append(f"{p['id']} {t}: {info['nack']}")
-        table.add_row(f"{p['workload']}.{p['namespace']}", f"{p['service']}.{p['namespace']}", *cells)
+        table.add_row(
+            f"{p['workload']}.{p['namespace']}", f"{p['service']}.{p['namespace']}", *cells
+        )
     Console(width=200).print(table)
     for nack in nacks:
         click.secho(f"NACK {nack}", fg="yellow")
@@ -257,10 +295,14 @@ def proxy_config(kind: str, proxy: str, output: str) -> None:
 
 @cli.command("demo")
 @click.option("--check", is_flag=True, help="No live view: verify each step, exit 0 if all pass.")
-@click.option("--requests", "per_step", default=200, show_default=True,
-              help="Requests sent per step.")
-@click.option("--keep-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Work in this directory and keep it (logs, config).")
+@click.option(
+    "--requests", "per_step", default=200, show_default=True, help="Requests sent per step."
+)
+@click.option(
+    "--keep-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Work in this directory and keep it (logs, config).",
+)
 def demo(check: bool, per_step: int, keep_dir: Path | None) -> None:
     """Bookinfo on this machine: a control plane, sidecars, traffic, Istio routing rules."""
     from weft.cli.demo import run_demo

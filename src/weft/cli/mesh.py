@@ -139,7 +139,9 @@ class LocalMesh:
             "--registry-ttl", "10",
         ]  # fmt: skip
         self.control_plane = await self._spawn("control-plane", args, self.env)
-        await self._until(self._cp_ready, timeout, "the control plane to answer", self.control_plane)
+        await self._until(
+            self._cp_ready, timeout, "the control plane to answer", self.control_plane
+        )
 
     async def stop_control_plane(self, kill: bool = False) -> None:
         cp = self.control_plane
@@ -216,7 +218,9 @@ class LocalMesh:
             data: dict[str, Any] = await resp.json()
             return data
 
-    async def wait_synced(self, min_snapshot: int = 0, proxies: int = 0, timeout: float = 20) -> int:
+    async def wait_synced(
+        self, min_snapshot: int = 0, proxies: int = 0, timeout: float = 20
+    ) -> int:
         """Until a snapshot >= min_snapshot is ACKed by every proxy; returns its version."""
         state: dict[str, Any] = {}
 

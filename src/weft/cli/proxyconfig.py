@@ -34,7 +34,9 @@ def _listeners(resources: list[dict[str, Any]]) -> Table:
     rows = []
     for lis in resources:
         sock = lis["address"]["socketAddress"]
-        filters = [f["name"].rsplit(".", 1)[-1] for fc in lis["filterChains"] for f in fc["filters"]]
+        filters = [
+            f["name"].rsplit(".", 1)[-1] for fc in lis["filterChains"] for f in fc["filters"]
+        ]
         rows.append(
             (lis["name"], f"{sock['address']}:{sock['portValue']}", lis.get("trafficDirection", ""),
              ", ".join(filters))
@@ -44,7 +46,7 @@ def _listeners(resources: list[dict[str, Any]]) -> Table:
 
 def _match(route: dict[str, Any]) -> str:
     m = route["match"]
-    text = m.get("path") or m.get("prefix") or (m.get("safeRegex") or {}).get("regex", "")
+    text = str(m.get("path") or m.get("prefix") or (m.get("safeRegex") or {}).get("regex", ""))
     for h in m.get("headers", []):
         sm = h.get("stringMatch", {})
         text += f" {h['name']}={next(iter(sm.values()), '*')}"
@@ -71,7 +73,9 @@ def _routes(resources: list[dict[str, Any]]) -> Table:
     for rc in resources:
         for vh in rc.get("virtualHosts", []):
             domains = vh["domains"]
-            shown = ", ".join(domains[:2]) + (f" +{len(domains) - 2} more" if len(domains) > 2 else "")
+            shown = ", ".join(domains[:2]) + (
+                f" +{len(domains) - 2} more" if len(domains) > 2 else ""
+            )
             for r in vh.get("routes", []):
                 rows.append((rc["name"], vh["name"], shown, _match(r), _action(r)))
     return _table("routes", ("ROUTE", "VIRTUAL HOST", "DOMAINS", "MATCH", "ACTION"), rows)

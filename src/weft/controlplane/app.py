@@ -26,7 +26,6 @@ from weft.xds.server import AdsServer
 log = logging.getLogger("weft.controlplane")
 
 
-
 @dataclass(frozen=True)
 class ControlPlaneOptions:
     config_dir: Path

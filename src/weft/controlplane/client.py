@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from urllib.parse import quote
 from typing import Any
 
 from weft.controlplane.address import admin_address
@@ -49,14 +50,14 @@ class AdminClient:
             ) from None
 
     def apply(self, text: str, source: str, delete: bool = False) -> Any:
-        query = f"?source={urllib.request.quote(source)}" + ("&delete=true" if delete else "")
+        query = f"?source={quote(source)}" + ("&delete=true" if delete else "")
         return self.request("POST", "/v1/config" + query, text.encode())
 
     def syncz(self) -> Any:
         return self.request("GET", "/debug/syncz")
 
     def config_dump(self, proxy: str) -> Any:
-        return self.request("GET", f"/debug/config_dump?proxy={urllib.request.quote(proxy)}")
+        return self.request("GET", f"/debug/config_dump?proxy={quote(proxy)}")
 
     def workloads(self) -> Any:
         return self.request("GET", "/v1/workloads")

@@ -15,7 +15,14 @@ from weft.api import (
     VirtualService,
     WorkloadEntry,
 )
-from weft.registry.model import Endpoint, Service, ServicePort, frozen_labels
+from weft.api.workload import WorkloadEntrySpec
+from weft.registry.model import (
+    Endpoint,
+    Service,
+    ServicePort,
+    frozen_labels,
+    protocol_from_port_name,
+)
 from weft.snapshot.snapshot import Snapshot
 
 
@@ -64,7 +71,11 @@ def _service_entry_services(
     namespace = se.metadata.namespace
     ports = tuple(
         sorted(
-            ServicePort(p.number, p.name or f"{p.protocol.lower()}-{p.number}", p.protocol)
+            ServicePort(
+                p.number,
+                p.name or f"{(p.protocol or 'tcp').lower()}-{p.number}",
+                p.protocol or protocol_from_port_name(p.name or ""),
+            )
             for p in spec.ports or []
         )
     )
@@ -90,7 +101,9 @@ def _service_entry_services(
                 if entry.metadata.namespace == namespace and all(
                     entry.spec.labels.get(k) == v for k, v in selector.items()
                 ):
-                    eps.append(_endpoint(host, namespace, entry.spec.address or "", entry.spec, ports))
+                    eps.append(
+                        _endpoint(host, namespace, entry.spec.address or "", entry.spec, ports)
+                    )
             # Registered workloads in the same namespace are WorkloadEntries too.
             for existing in discovered.values():
                 for ep in existing:
@@ -109,11 +122,12 @@ def _service_entry_services(
 
 
 def _endpoint(
-    host: str, namespace: str, address: str, spec: object, ports: tuple[ServicePort, ...]
+    host: str,
+    namespace: str,
+    address: str,
+    spec: WorkloadEntrySpec,
+    ports: tuple[ServicePort, ...],
 ) -> Endpoint:
-    from weft.api.networking import WorkloadEntrySpec
-
-    assert isinstance(spec, WorkloadEntrySpec)
     by_name = spec.ports or {}
     return Endpoint(
         service=host,

@@ -95,7 +95,9 @@ def proxy_from_node(node_id: str, metadata: Mapping[str, Any]) -> Proxy:
         namespace=namespace,
         workload=str(metadata.get(META_WORKLOAD) or ""),
         service=str(metadata.get(META_SERVICE) or ""),
-        labels=frozen_labels({str(k): str(v) for k, v in (metadata.get(META_LABELS) or {}).items()}),
+        labels=frozen_labels(
+            {str(k): str(v) for k, v in (metadata.get(META_LABELS) or {}).items()}
+        ),
         service_account=str(metadata.get(META_SERVICE_ACCOUNT) or "default"),
         ip=ips[0],
         proxy_port=_as_int(metadata.get(META_PROXY_PORT)),

@@ -10,9 +10,7 @@ class ControlPlaneMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.connected = Gauge(
-            "pilot_xds", "Connected xDS proxies.", registry=self.registry
-        )
+        self.connected = Gauge("pilot_xds", "Connected xDS proxies.", registry=self.registry)
         self.pushes = Counter(
             "pilot_xds_pushes", "xDS responses sent, by type.", ["type"], registry=self.registry
         )
@@ -33,7 +31,8 @@ class ControlPlaneMetrics:
             registry=self.registry,
         )
         self.config_errors = Gauge(
-            "weft_config_problems", "Config files or objects currently rejected.",
+            "weft_config_problems",
+            "Config files or objects currently rejected.",
             registry=self.registry,
         )
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
@@ -94,10 +95,10 @@ def check_consistent(config: Mapping[str, Resources], eds: list[str], routes: li
         raise InconsistentConfig(f"generated config refers to missing resources: {missing}")
 
 
-def _rds_names(listeners: list[message.Message]) -> set[str]:
+def _rds_names(listeners: list[listener_pb2.Listener]) -> set[str]:
     found: set[str] = set()
     for listener in listeners:
-        for chain in listener.filter_chains:  # type: ignore[attr-defined]
+        for chain in listener.filter_chains:
             for f in chain.filters:
                 if f.typed_config.type_url.endswith("HttpConnectionManager"):
                     manager = hcm.HttpConnectionManager()

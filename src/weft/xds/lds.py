@@ -34,7 +34,9 @@ def generate_listeners(proxy: Proxy, snap: Snapshot) -> list[listener_pb2.Listen
 
 
 def _address(ip: str, port: int) -> address_pb2.Address:
-    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=ip, port_value=port))
+    return address_pb2.Address(
+        socket_address=address_pb2.SocketAddress(address=ip, port_value=port)
+    )
 
 
 def _router() -> hcm.HttpFilter:
@@ -64,7 +66,9 @@ def http_proxy_listener(proxy: Proxy) -> listener_pb2.Listener:
         traffic_direction=base_pb2.OUTBOUND,
         filter_chains=[
             listener_components_pb2.FilterChain(
-                filters=[listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(manager))]
+                filters=[
+                    listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(manager))
+                ]
             )
         ],
     )
@@ -80,9 +84,7 @@ def inbound_listener(proxy: Proxy, port: InboundPort) -> listener_pb2.Listener:
     else:
         filter_ = listener_components_pb2.Filter(
             name=TCP_PROXY_FILTER,
-            typed_config=pack(
-                tcp_proxy_pb2.TcpProxy(stat_prefix=cluster, cluster=cluster)
-            ),
+            typed_config=pack(tcp_proxy_pb2.TcpProxy(stat_prefix=cluster, cluster=cluster)),
         )
     return listener_pb2.Listener(
         name=names.inbound_listener(proxy.ip, port.inbound_port),

@@ -34,13 +34,17 @@ def generate_routes(
 
 
 def http_proxy_routes(proxy: Proxy, snap: Snapshot) -> route_pb2.RouteConfiguration:
-    config = route_pb2.RouteConfiguration(name=names.HTTP_PROXY_ROUTE, validate_clusters=boolean(False))
+    config = route_pb2.RouteConfiguration(
+        name=names.HTTP_PROXY_ROUTE, validate_clusters=boolean(False)
+    )
     used: set[str] = set()
     for service in visible_services(proxy, snap):
         for port in service.ports:
             if port.protocol in NON_HTTP:
                 continue
-            domains = [d for d in vhost_domains(service, port.port, proxy.namespace) if d not in used]
+            domains = [
+                d for d in vhost_domains(service, port.port, proxy.namespace) if d not in used
+            ]
             if not domains:
                 continue
             used.update(domains)

@@ -66,12 +66,13 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
             if proxy_id in (conn.proxy.id, conn.id):
                 return conn
         matches = [
-            c for c in self.connections.values()
+            c
+            for c in self.connections.values()
             if proxy_id in c.proxy.id or c.proxy.workload.startswith(proxy_id)
         ]
         return matches[0] if len(matches) == 1 else None
 
-    async def StreamAggregatedResources(  # noqa: N802 (gRPC's method name)
+    async def StreamAggregatedResources(
         self,
         request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
         context: grpc.aio.ServicerContext[Any, Any],
@@ -119,9 +120,9 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
             log.debug("stream read ended: %s", e)
         queue.put_nowait(EOFError())
 
-    def _open(self, request: discovery_pb2.DiscoveryRequest, queue: asyncio.Queue[object]) -> (
-        Connection | None
-    ):
+    def _open(
+        self, request: discovery_pb2.DiscoveryRequest, queue: asyncio.Queue[object]
+    ) -> Connection | None:
         if not request.node.id:
             return None
         metadata = json_format.MessageToDict(request.node.metadata)

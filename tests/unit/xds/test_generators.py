@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -12,12 +13,11 @@ from weft.registry.local import LocalRegistry, Workload, WorkloadPort
 from weft.registry.model import frozen_labels
 from weft.snapshot.build import build_snapshot
 from weft.snapshot.proxy import Proxy
-from weft.xds import names
+from weft.xds import names, types
 from weft.xds.cds import generate_clusters
 from weft.xds.eds import load_assignment
 from weft.xds.generate import InconsistentConfig, Resources, check_consistent, generate_all
 from weft.xds.rds import http_proxy_routes
-from weft.xds import types
 
 REVIEWS = "reviews.default.svc.cluster.local"
 
@@ -226,5 +226,5 @@ def test_generated_config_is_consistent_and_versions_follow_content(
 
 def test_consistency_check_names_what_is_missing() -> None:
     empty = {t: Resources.of(t, []) for t in types.PUSH_ORDER}
-    with pytest.raises(InconsistentConfig, match="outbound|80||x"):
+    with pytest.raises(InconsistentConfig, match=re.escape("outbound|80||x")):
         check_consistent(empty, ["outbound|80||x"], [])
