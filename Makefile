@@ -22,8 +22,8 @@ demo-check: $(STAMP)
 	$(BIN)/weft demo --check
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests samples bench
-	$(BIN)/ruff format --check src tests samples bench
+	$(BIN)/ruff check src tests samples
+	$(BIN)/ruff format --check src tests samples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

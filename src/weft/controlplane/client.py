@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 from weft.controlplane.address import admin_address
 from weft.errors import ConfigError, ConfigProblem, ControlPlaneUnavailable
