@@ -20,7 +20,14 @@ class Registrar:
         self._registration = registration
         self._name = f"{registration['namespace']}/{registration['name']}"
         self._client: aiohttp.ClientSession | None = None
+        self._last_complaint = ""
         self.registered = False
+
+    def _complain(self, message: str) -> None:
+        # Retries are frequent: say each distinct problem once, not on every attempt.
+        if message != self._last_complaint:
+            log.error("%s", message)
+            self._last_complaint = message
 
     @property
     def _session(self) -> aiohttp.ClientSession:
@@ -31,37 +38,40 @@ class Registrar:
             )
         return self._client
 
-    async def register(self) -> bool:
+    async def register(self) -> dict[str, Any] | None:
+        """Register; returns the control plane's answer (the WorkloadEntry, a probe)."""
         try:
             async with self._session.post(
                 f"{self._base}/v1/workloads", json=self._registration
             ) as resp:
                 if resp.status != 200:
-                    log.error("registration refused (%d): %s", resp.status, await resp.text())
-                    return False
+                    self._complain(f"registration refused ({resp.status}): {await resp.text()}")
+                    return None
+                answer: dict[str, Any] = await resp.json()
         except (aiohttp.ClientError, TimeoutError) as e:
-            log.warning("control plane unreachable at %s, will retry: %s", self._base, e)
-            return False
+            self._complain(f"control plane unreachable at {self._base}, will retry: {e}")
+            return None
+        self._last_complaint = ""
         if not self.registered:
             log.info("registered %s with the control plane", self._name)
         self.registered = True
-        return True
+        return answer
 
-    async def report(self, healthy: bool) -> None:
-        """A heartbeat; re-registers when the control plane has forgotten us."""
+    async def report(self, healthy: bool) -> dict[str, Any] | None:
+        """A heartbeat; re-registers (returning the answer) when the control plane forgot us."""
         self._registration["healthy"] = healthy
         if not self.registered:
-            await self.register()
-            return
+            return await self.register()
         try:
             async with self._session.put(
                 f"{self._base}/v1/workloads/{self._name}/health", json={"healthy": healthy}
             ) as resp:
                 if resp.status == 404:
                     self.registered = False
-                    await self.register()
+                    return await self.register()
         except (aiohttp.ClientError, TimeoutError):
             pass  # the control plane is away; proxies keep their config meanwhile
+        return None
 
     async def deregister(self) -> None:
         try:

@@ -7,12 +7,14 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from weft.agent.bootstrap import SidecarIdentity, sidecar_bootstrap
 from weft.agent.envoy import EnvoyProcess
@@ -47,6 +49,7 @@ class RunOptions:
     work_dir: Path | None = None
     envoy_log_level: str = "warning"
     workload_name: str | None = None
+    group: str | None = None
 
     def resolved_labels(self) -> dict[str, str]:
         labels = {"app": self.service, **self.labels}
@@ -67,52 +70,61 @@ class Workload:
         self.proxy_port = opts.proxy_port or free_port()
         self.admin_port = opts.admin_port or free_port()
         self.service_port = opts.service_port or opts.app_port
+        self._own_work_dir = opts.work_dir is None
         self.work_dir = opts.work_dir or Path(tempfile.mkdtemp(prefix=f"weft-{self.name}-"))
-        labels = opts.resolved_labels()
-        self.identity = SidecarIdentity(
+        self.labels = opts.resolved_labels()
+        self.service_account = opts.service_account or opts.service
+        self.probe_config: dict[str, Any] | None = None
+        registration: dict[str, Any] = {
+            "name": self.name,
+            "namespace": opts.namespace,
+            "service": opts.service,
+            "address": "127.0.0.1",
+            "labels": self.labels,
+            "healthy": False,
+            "ports": [
+                {
+                    "servicePort": self.service_port,
+                    "targetPort": self.inbound_port,
+                    "name": opts.protocol.lower(),
+                    "protocol": opts.protocol,
+                }
+            ],
+        }
+        if opts.service_account:
+            registration["serviceAccount"] = opts.service_account
+        if opts.group:
+            registration["group"] = opts.group
+        self.registrar = Registrar(opts.admin[0], opts.admin[1], registration)
+        self.envoy: EnvoyProcess | None = None
+        self.app: asyncio.subprocess.Process | None = None
+
+    def identity(self) -> SidecarIdentity:
+        return SidecarIdentity(
             workload=self.name,
-            namespace=opts.namespace,
-            service=opts.service,
-            labels=labels,
-            service_account=opts.service_account or opts.service,
+            namespace=self.opts.namespace,
+            service=self.opts.service,
+            labels=self.labels,
+            service_account=self.service_account,
             proxy_port=self.proxy_port,
             inbound=(
                 InboundPort(
                     service_port=self.service_port,
                     inbound_port=self.inbound_port,
-                    app_port=opts.app_port,
-                    protocol=opts.protocol,
-                    name=opts.protocol.lower(),
+                    app_port=self.opts.app_port,
+                    protocol=self.opts.protocol,
+                    name=self.opts.protocol.lower(),
                 ),
             ),
         )
-        self.envoy = EnvoyProcess(
-            sidecar_bootstrap(self.identity, opts.xds[0], opts.xds[1], self.admin_port),
-            self.work_dir,
-            self.admin_port,
-            log_level=opts.envoy_log_level,
-        )
-        self.registrar = Registrar(
-            opts.admin[0],
-            opts.admin[1],
-            {
-                "name": self.name,
-                "namespace": opts.namespace,
-                "service": opts.service,
-                "address": "127.0.0.1",
-                "labels": labels,
-                "serviceAccount": self.identity.service_account,
-                "ports": [
-                    {
-                        "servicePort": self.service_port,
-                        "targetPort": self.inbound_port,
-                        "name": opts.protocol.lower(),
-                        "protocol": opts.protocol,
-                    }
-                ],
-            },
-        )
-        self.app: asyncio.subprocess.Process | None = None
+
+    def adopt(self, answer: Mapping[str, Any]) -> None:
+        """Take labels, identity and probe from the WorkloadEntry the control plane made."""
+        entry = answer.get("entry") or {}
+        spec = entry.get("spec") or {}
+        self.labels = dict(spec.get("labels") or self.labels)
+        self.service_account = str(spec.get("serviceAccount") or self.service_account)
+        self.probe_config = answer.get("probe")
 
     def app_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -132,6 +144,15 @@ class Workload:
         return env
 
     async def probe(self) -> bool:
+        """The group's readiness probe if it has one, else --probe-path, else a TCP connect."""
+        probe = self.probe_config or {}
+        if "httpGet" in probe:
+            get = probe["httpGet"]
+            return await probe_http(
+                int(get.get("port") or self.opts.app_port), get.get("path", "/")
+            )
+        if "tcpSocket" in probe:
+            return await probe_tcp(int(probe["tcpSocket"].get("port") or self.opts.app_port))
         if self.opts.probe_path:
             return await probe_http(self.opts.app_port, self.opts.probe_path)
         return await probe_tcp(self.opts.app_port)
@@ -143,6 +164,17 @@ class Workload:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
+            # Registering first lets a WorkloadGroup decide labels and identity; if the
+            # control plane is away, the flags decide and registration is retried.
+            answer = await self.registrar.register()
+            if answer is not None:
+                self.adopt(answer)
+            self.envoy = EnvoyProcess(
+                sidecar_bootstrap(self.identity(), *self.opts.xds, self.admin_port),
+                self.work_dir,
+                self.admin_port,
+                log_level=self.opts.envoy_log_level,
+            )
             await self.envoy.start()
             log.info(
                 "%s: sidecar up (inbound %d -> app %d, HTTP_PROXY port %d, admin %d)",
@@ -167,12 +199,11 @@ class Workload:
             await self._cleanup()
 
     async def _heartbeat(self) -> None:
-        was_healthy: bool | None = None
         while True:
             healthy = await self.probe()
-            if healthy or was_healthy is not None:
-                await self.registrar.report(healthy)
-            was_healthy = healthy
+            answer = await self.registrar.report(healthy)
+            if answer is not None:
+                self.adopt(answer)
             await asyncio.sleep(HEARTBEAT_INTERVAL if healthy else 0.2)
 
     async def _shutdown(self, app_exited: bool) -> int:
@@ -180,8 +211,9 @@ class Workload:
         await self.registrar.deregister()
         if not app_exited:
             await asyncio.sleep(self.opts.drain_seconds)
-        with contextlib.suppress(ProxyError):
-            await self.envoy.drain(seconds=self.opts.drain_seconds)
+        if self.envoy is not None:
+            with contextlib.suppress(ProxyError):
+                await self.envoy.drain(seconds=self.opts.drain_seconds)
         code = await self._stop_app()
         log.info("%s: app exited with %s", self.name, code)
         return code
@@ -204,8 +236,11 @@ class Workload:
 
     async def _cleanup(self) -> None:
         await self._stop_app()
-        await self.envoy.stop()
+        if self.envoy is not None:
+            await self.envoy.stop()
         await self.registrar.close()
+        if self._own_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
 def run_workload(opts: RunOptions) -> int:

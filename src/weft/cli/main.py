@@ -118,6 +118,7 @@ def control_plane(
     type=click.Choice(["HTTP", "HTTP2", "GRPC", "TCP"], case_sensitive=False),
 )
 @click.option("--probe-path", help="HTTP readiness path (default: TCP connect to --port).")
+@click.option("--group", help="WorkloadGroup to register from (its labels, identity, probe).")
 @click.option("--drain-seconds", default=1.0, show_default=True)
 @click.option(
     "--log-level",
@@ -129,7 +130,8 @@ def control_plane(
 def run(
     service: str, namespace: str, version_: str, service_account: str, labels: tuple[str, ...],
     app_port: int, service_port: int | None, inbound_port: int | None, proxy_port: int | None,
-    admin_port: int | None, protocol: str, probe_path: str | None, drain_seconds: float,
+    admin_port: int | None, protocol: str, probe_path: str | None, group: str | None,
+    drain_seconds: float,
     log_level: str, command: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Run COMMAND as a mesh workload with its own Envoy sidecar.
@@ -170,6 +172,7 @@ def run(
             xds=xds,
             admin=admin,
             drain_seconds=drain_seconds,
+            group=group,
         )
     )
     sys.exit(code)
@@ -291,6 +294,41 @@ def proxy_config(kind: str, proxy: str, output: str) -> None:
         click.echo(json.dumps(selected, indent=2))
         return
     print_config(selected)
+
+
+@cli.command("workloads")
+@click.option("-o", "--output", type=click.Choice(["table", "yaml"]), default="table")
+def workloads(output: str) -> None:
+    """Registered workloads, as the WorkloadEntries the control plane keeps for them."""
+    import yaml
+    from rich.console import Console
+    from rich.table import Table
+
+    from weft.controlplane.client import AdminClient
+
+    try:
+        entries = AdminClient().request("GET", "/v1/workloads?format=workloadentry")
+    except WeftError as e:
+        _fail(str(e))
+    if output == "yaml":
+        click.echo(yaml.safe_dump_all(entries, sort_keys=False), nl=False)
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("NAMESPACE", "NAME", "ADDRESS", "PORTS", "LABELS", "IDENTITY", "HEALTHY", "GROUP"):
+        table.add_column(col)
+    for entry in entries:
+        meta, spec = entry["metadata"], entry["spec"]
+        table.add_row(
+            meta["namespace"],
+            meta["name"],
+            spec["address"],
+            ",".join(f"{k}:{v}" for k, v in spec["ports"].items()),
+            ",".join(f"{k}={v}" for k, v in spec["labels"].items()),
+            spec["serviceAccount"],
+            meta["annotations"]["weft.io/healthy"],
+            meta["annotations"].get("istio.io/autoRegistrationGroup", ""),
+        )
+    Console().print(table)
 
 
 @cli.command("demo")

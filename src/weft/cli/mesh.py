@@ -139,9 +139,7 @@ class LocalMesh:
             "--registry-ttl", "10",
         ]  # fmt: skip
         self.control_plane = await self._spawn("control-plane", args, self.env)
-        await self._until(
-            self._cp_ready, timeout, "the control plane to answer", self.control_plane
-        )
+        await self.until(self._cp_ready, timeout, "the control plane to answer", self.control_plane)
 
     async def stop_control_plane(self, kill: bool = False) -> None:
         cp = self.control_plane
@@ -165,8 +163,8 @@ class LocalMesh:
         spec.proxy_port = spec.proxy_port or free_port()
         args = [
             sys.executable, "-m", "weft", "run",
-            "--service", spec.service, "--version", spec.version,
-            "--namespace", spec.namespace,
+            "--service", spec.service, "--namespace", spec.namespace,
+            *(["--version", spec.version] if spec.version else []),
             "--port", str(spec.app_port), "--service-port", str(spec.service_port),
             "--inbound-port", str(spec.inbound_port), "--proxy-port", str(spec.proxy_port),
             *spec.extra_args, "--", *spec.command,
@@ -200,7 +198,7 @@ class LocalMesh:
                 return False
             return set(keys) <= found
 
-        await self._until(ready, timeout, f"workloads {keys} to register", *self.workloads.values())
+        await self.until(ready, timeout, f"workloads {keys} to register", *self.workloads.values())
 
     # --- config --------------------------------------------------------------------------
     async def apply(self, path: Path, delete: bool = False) -> dict[str, Any]:
@@ -239,14 +237,14 @@ class LocalMesh:
                 if name != "EDS" or t["sent"]
             )
 
-        await self._until(synced, timeout, "every proxy to ACK the latest config")
+        await self.until(synced, timeout, "every proxy to ACK the latest config")
         return int(state["snapshot"])
 
     async def snapshot_version(self) -> int:
         return int((await self.syncz())["snapshot"])
 
     # --- helpers -------------------------------------------------------------------------
-    async def _until(self, check: Any, timeout: float, what: str, *watched: Child) -> None:
+    async def until(self, check: Any, timeout: float, what: str, *watched: Child) -> None:
         """Poll `check` until true; fail at the deadline or as soon as a watched child exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -11,6 +11,7 @@ from google.protobuf import json_format
 from weft import __version__
 from weft.api.loader import load_yaml
 from weft.errors import ConfigError
+from weft.registry.groups import find_group, from_group, group_probe
 from weft.registry.local import Workload
 from weft.xds import types
 
@@ -81,12 +82,31 @@ async def config_status(request: web.Request) -> web.Response:
 
 
 async def register(request: web.Request) -> web.Response:
+    """Auto-registration of a WorkloadEntry, from a WorkloadGroup when one is named."""
+    cp = _cp(request)
     try:
-        workload = Workload.from_json(await request.json())
-    except (ValueError, TypeError, json.JSONDecodeError) as e:
+        data = await request.json()
+        workload = Workload.from_json(data)
+    except (ValueError, TypeError, KeyError, json.JSONDecodeError) as e:
         return _error(400, f"bad registration: {e}")
-    _cp(request).registry.register(workload)
-    return web.json_response({"registered": f"{workload.namespace}/{workload.name}"})
+    group = None
+    if workload.group:
+        group = find_group(cp.store.objects(), workload.namespace, workload.group)
+        if group is None:
+            return _error(
+                400,
+                f"WorkloadGroup {workload.namespace}/{workload.group} does not exist: "
+                "apply it first, or register without a group",
+            )
+        workload = from_group(workload, group, data)
+    cp.registry.register(workload)
+    return web.json_response(
+        {
+            "registered": f"{workload.namespace}/{workload.name}",
+            "entry": workload.to_workload_entry(),
+            "probe": group_probe(group),
+        }
+    )
 
 
 async def report(request: web.Request) -> web.Response:
@@ -106,7 +126,10 @@ async def deregister(request: web.Request) -> web.Response:
 
 
 async def list_workloads(request: web.Request) -> web.Response:
-    return web.json_response([w.to_json() for w in _cp(request).registry.workloads()])
+    workloads = _cp(request).registry.workloads()
+    if request.query.get("format") == "workloadentry":
+        return web.json_response([w.to_workload_entry() for w in workloads])
+    return web.json_response([w.to_json() for w in workloads])
 
 
 async def syncz(request: web.Request) -> web.Response:

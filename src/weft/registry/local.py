@@ -53,6 +53,7 @@ class Workload:
     labels: Mapping[str, str] = field(default_factory=lambda: EMPTY_LABELS)
     service_account: str = "default"
     healthy: bool = True
+    group: str = ""  # the WorkloadGroup it was registered from, if any
 
     def hostname(self, domain: str = "cluster.local") -> str:
         return f"{self.service}.{self.namespace}.svc.{domain}"
@@ -75,6 +76,29 @@ class Workload:
             "labels": dict(self.labels),
             "serviceAccount": self.service_account,
             "healthy": self.healthy,
+            "group": self.group,
+        }
+
+    def to_workload_entry(self) -> dict[str, Any]:
+        """This registration as the Istio WorkloadEntry it stands for."""
+        annotations = {"weft.io/healthy": str(self.healthy).lower()}
+        if self.group:
+            annotations["istio.io/autoRegistrationGroup"] = self.group
+        return {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "WorkloadEntry",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": dict(self.labels),
+                "annotations": annotations,
+            },
+            "spec": {
+                "address": self.address,
+                "ports": {p.name: p.target_port for p in self.ports},
+                "labels": dict(self.labels),
+                "serviceAccount": self.service_account,
+            },
         }
 
     @classmethod
@@ -99,8 +123,9 @@ class Workload:
                 address=str(data.get("address") or "127.0.0.1"),
                 ports=ports,
                 labels=frozen_labels({str(k): str(v) for k, v in data.get("labels", {}).items()}),
-                service_account=str(data.get("serviceAccount") or "default"),
+                service_account=str(data.get("serviceAccount") or data["service"]),
                 healthy=bool(data.get("healthy", True)),
+                group=str(data.get("group") or ""),
             )
         except KeyError as e:
             raise ValueError(f"registration is missing field {e.args[0]!r}") from None
