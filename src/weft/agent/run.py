@@ -64,7 +64,7 @@ class Workload:
     def __init__(self, opts: RunOptions) -> None:
         self.opts = opts
         self.name = opts.workload_name or (
-            f"{opts.service}-{opts.version or 'v'}-{secrets.token_hex(3)}"
+            "-".join(filter(None, (opts.service, opts.version, secrets.token_hex(3))))
         )
         self.inbound_port = opts.inbound_port or free_port()
         self.proxy_port = opts.proxy_port or free_port()

@@ -200,7 +200,8 @@ def _apply(file: str, delete: bool) -> None:
         _fail(str(e))
     for r in result["results"]:
         kind = r["kind"].lower()
-        click.echo(f"{kind}.networking.istio.io/{r['name']} ({r['namespace']}) {r['result']}")
+        where = "" if r["namespace"] == "default" else f" -n {r['namespace']}"
+        click.echo(f"{kind}.networking.istio.io/{r['name']}{where} {r['result']}")
 
 
 @cli.command("apply")
@@ -241,9 +242,9 @@ def validate(files: tuple[str, ...]) -> None:
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
 def proxy_status(output: str) -> None:
     """Every connected proxy and whether it has the latest config, per xDS type."""
-    from rich.console import Console
     from rich.table import Table
 
+    from weft.cli.console import table_console
     from weft.controlplane.client import AdminClient
 
     try:
@@ -267,7 +268,7 @@ def proxy_status(output: str) -> None:
         table.add_row(
             f"{p['workload']}.{p['namespace']}", f"{p['service']}.{p['namespace']}", *cells
         )
-    Console(width=200).print(table)
+    table_console().print(table)
     for nack in nacks:
         click.secho(f"NACK {nack}", fg="yellow")
 
@@ -301,9 +302,9 @@ def proxy_config(kind: str, proxy: str, output: str) -> None:
 def workloads(output: str) -> None:
     """Registered workloads, as the WorkloadEntries the control plane keeps for them."""
     import yaml
-    from rich.console import Console
     from rich.table import Table
 
+    from weft.cli.console import table_console
     from weft.controlplane.client import AdminClient
 
     try:
@@ -328,7 +329,7 @@ def workloads(output: str) -> None:
             meta["annotations"]["weft.io/healthy"],
             meta["annotations"].get("istio.io/autoRegistrationGroup", ""),
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 @cli.command("demo")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
+
+from weft.cli.console import table_console
 
 
 def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[str]]) -> Table:
@@ -27,6 +28,7 @@ def _clusters(resources: list[dict[str, Any]]) -> Table:
         else:
             direction, port, subset, host = "", "", "", c["name"]
         rows.append((host, port, subset, direction, c.get("type", "EDS"), c.get("lbPolicy", "")))
+    rows.sort(key=lambda r: (r[3] != "outbound", r[0], r[1], r[2]))
     return _table("clusters", ("SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE", "LB"), rows)
 
 
@@ -99,7 +101,7 @@ _PRINTERS = {"clusters": _clusters, "listeners": _listeners, "routes": _routes,
 
 
 def print_config(selected: dict[str, Any]) -> None:
-    console = Console(width=220)
+    console = table_console()
     for kind, data in selected.items():
         console.print(_PRINTERS[kind](data["resources"]))
         console.print()
