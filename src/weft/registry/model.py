@@ -11,6 +11,8 @@ Protocol = Literal["HTTP", "HTTP2", "GRPC", "TCP", "TLS", "HTTPS", "UNKNOWN"]
 HTTP_PROTOCOLS: frozenset[str] = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 
 EMPTY_LABELS: Mapping[str, str] = MappingProxyType({})
+# On every workload that has a sidecar able to speak mesh mTLS (Istio's label).
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
 
 
 def frozen_labels(labels: Mapping[str, str] | None) -> Mapping[str, str]:

@@ -17,6 +17,7 @@ META_INSTANCE_IPS = "INSTANCE_IPS"
 META_PROXY_PORT = "WEFT_PROXY_PORT"
 META_INBOUND = "WEFT_INBOUND"
 META_SERVICE = "WEFT_SERVICE"
+META_SDS = "WEFT_SDS"  # the agent serves certificates over SDS: mesh mTLS is possible
 
 
 @dataclass(frozen=True, order=True)
@@ -53,6 +54,7 @@ class Proxy:
     proxy_port: int | None = None
     inbound: tuple[InboundPort, ...] = ()
     kind: Literal["sidecar", "router"] = "sidecar"
+    sds: bool = False
 
     def config_key(self) -> tuple[object, ...]:
         """Everything about this proxy that generated config may depend on (for caching)."""
@@ -65,6 +67,7 @@ class Proxy:
             self.proxy_port,
             self.inbound,
             self.kind,
+            self.sds,
         )
 
 
@@ -103,6 +106,7 @@ def proxy_from_node(node_id: str, metadata: Mapping[str, Any]) -> Proxy:
         proxy_port=_as_int(metadata.get(META_PROXY_PORT)),
         inbound=inbound,
         kind="router" if node_id.startswith("router~") else "sidecar",
+        sds=str(metadata.get(META_SDS, "")).lower() == "true",
     )
 
 

@@ -9,13 +9,22 @@ from envoy.config.core.v3 import address_pb2, config_source_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
-from weft.registry.model import Service, ServicePort
+from weft.registry.model import TLS_MODE_LABEL, Service, ServicePort
 from weft.snapshot.proxy import InboundPort, Proxy
 from weft.snapshot.snapshot import Snapshot
 from weft.snapshot.view import visible_services
 from weft.xds import names
 from weft.xds.policy import EffectivePolicy, effective_policy
-from weft.xds.protos import duration, istio_duration, pack
+from weft.xds.protos import duration, istio_duration, pack, struct
+from weft.xds.tls import (
+    TLS_MODE_ISTIO,
+    TLS_MODE_KEY,
+    outbound_mtls,
+    raw_socket,
+    simple_tls,
+    sni,
+    spiffe_id,
+)
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds, Istio's default
 HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -41,12 +50,74 @@ def generate_clusters(proxy: Proxy, snap: Snapshot) -> list[cluster_pb2.Cluster]
     for service in visible_services(proxy, snap):
         dr = snap.destination_rule_for(service.hostname, proxy.namespace)
         subsets = [s.name for s in dr.spec.subsets or []] if dr is not None else []
+        sans = mesh_identities(service, snap)
         for port in service.ports:
             for subset in ["", *subsets]:
                 policy = effective_policy(dr, port.port, subset)
-                clusters.append(outbound_cluster(service, port, subset, policy))
+                cluster = outbound_cluster(service, port, subset, policy)
+                apply_client_tls(
+                    cluster, policy, sans, proxy.sds, sni(port.port, subset, service.hostname)
+                )
+                clusters.append(cluster)
     clusters.extend(inbound_cluster(p) for p in proxy.inbound)
     return clusters
+
+
+def mesh_identities(service: Service, snap: Snapshot) -> list[str]:
+    """The SPIFFE identities the service's sidecar endpoints run as: what a client verifies."""
+    return sorted(
+        {
+            spiffe_id(snap.mesh.trust_domain, ep.namespace, ep.service_account)
+            for ep in snap.endpoints_of(service.hostname)
+            if ep.labels.get(TLS_MODE_LABEL) == TLS_MODE_ISTIO
+        }
+    )
+
+
+def apply_client_tls(
+    cluster: cluster_pb2.Cluster,
+    policy: EffectivePolicy,
+    sans: list[str],
+    has_certs: bool,
+    server_name: str,
+) -> None:
+    """DestinationRule TLS when set; otherwise Istio's auto mTLS toward sidecar endpoints."""
+    tls = policy.tls
+    mode = tls.mode if tls is not None else None
+    if mode == "DISABLE":
+        return
+    if mode in ("SIMPLE", "MUTUAL"):
+        cluster.transport_socket.CopyFrom(
+            simple_tls(
+                tls.sni or cluster.name.rsplit("|", 1)[-1],
+                tls.subject_alt_names or [],
+                tls.ca_certificates,
+                tls.client_certificate if mode == "MUTUAL" else None,
+                tls.private_key if mode == "MUTUAL" else None,
+                insecure_skip_verify=bool(tls.insecure_skip_verify),
+            )
+        )
+        return
+    if not has_certs:
+        return  # a proxy with no workload certificate can only speak plaintext
+    if mode == "ISTIO_MUTUAL":
+        cluster.transport_socket.CopyFrom(
+            outbound_mtls(tls.subject_alt_names or sans, tls.sni or server_name)
+        )
+        return
+    # Auto mTLS: endpoints labelled as sidecars get mTLS, the rest plaintext.
+    cluster.transport_socket_matches.extend(
+        [
+            cluster_pb2.Cluster.TransportSocketMatch(
+                name=f"{TLS_MODE_KEY}-{TLS_MODE_ISTIO}",
+                match=struct({TLS_MODE_KEY: TLS_MODE_ISTIO}),
+                transport_socket=outbound_mtls(sans, server_name),
+            ),
+            cluster_pb2.Cluster.TransportSocketMatch(
+                name=f"{TLS_MODE_KEY}-disabled", match=struct({}), transport_socket=raw_socket()
+            ),
+        ]
+    )
 
 
 def outbound_cluster(

@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
-from weft.registry.model import Endpoint
+from weft.registry.model import TLS_MODE_LABEL, Endpoint
 from weft.snapshot.snapshot import Snapshot
 from weft.xds import names
 from weft.xds.policy import subset_labels
 from weft.xds.protos import u32
+from weft.xds.tls import TLS_MODE_ISTIO, TLS_MODE_KEY, TRANSPORT_SOCKET_MATCH
 
 
 def generate_endpoints(
@@ -56,7 +57,7 @@ def load_assignment(
 
 
 def _lb_endpoint(ep: Endpoint, port: int) -> endpoint_components_pb2.LbEndpoint:
-    return endpoint_components_pb2.LbEndpoint(
+    lb = endpoint_components_pb2.LbEndpoint(
         endpoint=endpoint_components_pb2.Endpoint(
             address=address_pb2.Address(
                 socket_address=address_pb2.SocketAddress(address=ep.address, port_value=port)
@@ -65,3 +66,7 @@ def _lb_endpoint(ep: Endpoint, port: int) -> endpoint_components_pb2.LbEndpoint:
         health_status=health_check_pb2.HEALTHY,
         load_balancing_weight=u32(max(ep.weight, 1)),
     )
+    if ep.labels.get(TLS_MODE_LABEL) == TLS_MODE_ISTIO:
+        # Selects the cluster's mTLS transport socket for this endpoint (auto mTLS).
+        lb.metadata.filter_metadata[TRANSPORT_SOCKET_MATCH].update({TLS_MODE_KEY: TLS_MODE_ISTIO})
+    return lb

@@ -11,6 +11,7 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from weft.snapshot.proxy import InboundPort, Proxy
@@ -19,10 +20,12 @@ from weft.xds import names
 from weft.xds.cds import ads_source
 from weft.xds.protos import boolean, duration, pack
 from weft.xds.routes import FAULT_FILTER
+from weft.xds.tls import MESH_ALPN, inbound_mtls
 
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
 ROUTER_FILTER = "envoy.filters.http.router"
+TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB", "UNKNOWN"})
 
 
@@ -74,27 +77,59 @@ def http_proxy_listener(proxy: Proxy) -> listener_pb2.Listener:
     )
 
 
-def inbound_listener(proxy: Proxy, port: InboundPort) -> listener_pb2.Listener:
-    """Traffic from the mesh for one workload port, handed to the app on 127.0.0.1."""
+def inbound_listener(
+    proxy: Proxy, port: InboundPort, mode: str = "PERMISSIVE", trust_domain: str = "cluster.local"
+) -> listener_pb2.Listener:
+    """Traffic from the mesh for one workload port, handed to the app on 127.0.0.1.
+
+    `mode` is the PeerAuthentication mode for the port: STRICT takes mTLS only, PERMISSIVE
+    mTLS and plaintext on the same port, DISABLE plaintext only. A proxy whose agent serves
+    no certificate takes plaintext only.
+    """
+    listener = listener_pb2.Listener(
+        name=names.inbound_listener(proxy.ip, port.inbound_port),
+        address=_address(proxy.ip, port.inbound_port),
+        traffic_direction=base_pb2.INBOUND,
+    )
+    if not proxy.sds or mode == "DISABLE":
+        listener.filter_chains.append(_inbound_chain(port, mtls=False))
+        return listener
+    tls_chain = _inbound_chain(port, mtls=True)
+    tls_chain.transport_socket.CopyFrom(inbound_mtls(trust_domain))
+    if mode == "STRICT":
+        listener.filter_chains.append(tls_chain)
+        return listener
+    # PERMISSIVE: the TLS inspector tells mesh mTLS (ALPN "istio") from plaintext.
+    listener.listener_filters.append(
+        listener_components_pb2.ListenerFilter(
+            name=TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())
+        )
+    )
+    tls_chain.filter_chain_match.transport_protocol = "tls"
+    tls_chain.filter_chain_match.application_protocols.append(MESH_ALPN)
+    plain = _inbound_chain(port, mtls=False)
+    plain.filter_chain_match.transport_protocol = "raw_buffer"
+    listener.filter_chains.extend([tls_chain, plain])
+    return listener
+
+
+def _inbound_chain(port: InboundPort, mtls: bool) -> listener_components_pb2.FilterChain:
     cluster = names.inbound_cluster(port.service_port)
     if port.protocol in HTTP_PROTOCOLS:
         filter_ = listener_components_pb2.Filter(
-            name=HCM_FILTER, typed_config=pack(_inbound_hcm(port, cluster))
+            name=HCM_FILTER, typed_config=pack(_inbound_hcm(port, cluster, mtls))
         )
     else:
         filter_ = listener_components_pb2.Filter(
             name=TCP_PROXY_FILTER,
             typed_config=pack(tcp_proxy_pb2.TcpProxy(stat_prefix=cluster, cluster=cluster)),
         )
-    return listener_pb2.Listener(
-        name=names.inbound_listener(proxy.ip, port.inbound_port),
-        address=_address(proxy.ip, port.inbound_port),
-        traffic_direction=base_pb2.INBOUND,
-        filter_chains=[listener_components_pb2.FilterChain(filters=[filter_])],
+    return listener_components_pb2.FilterChain(
+        name="mtls" if mtls else "plaintext", filters=[filter_]
     )
 
 
-def _inbound_hcm(port: InboundPort, cluster: str) -> hcm.HttpConnectionManager:
+def _inbound_hcm(port: InboundPort, cluster: str, mtls: bool) -> hcm.HttpConnectionManager:
     route_config = route_pb2.RouteConfiguration(
         name=cluster,
         validate_clusters=boolean(False),
@@ -112,7 +147,7 @@ def _inbound_hcm(port: InboundPort, cluster: str) -> hcm.HttpConnectionManager:
             )
         ],
     )
-    return hcm.HttpConnectionManager(
+    manager = hcm.HttpConnectionManager(
         stat_prefix=f"inbound_{port.service_port}",
         codec_type=hcm.HttpConnectionManager.AUTO,
         route_config=route_config,
@@ -121,3 +156,8 @@ def _inbound_hcm(port: InboundPort, cluster: str) -> hcm.HttpConnectionManager:
         normalize_path=boolean(True),
         stream_idle_timeout=duration(0),
     )
+    if mtls:
+        # The app sees who called: x-forwarded-client-cert carries the peer's SPIFFE ID.
+        manager.forward_client_cert_details = hcm.HttpConnectionManager.APPEND_FORWARD
+        manager.set_current_client_cert_details.uri = True
+    return manager

@@ -48,10 +48,13 @@ def test_without_a_sidecar_every_service_is_visible_in_hostname_order() -> None:
     [
         pytest.param(
             ("./*",),
-            [hostname("productpage", "default"), hostname("ratings", "default"),
-             hostname("reviews", "default")],
+            [
+                hostname("productpage", "default"),
+                hostname("ratings", "default"),
+                hostname("reviews", "default"),
+            ],
             id="own-namespace",
-        ),  # fmt: skip
+        ),
         pytest.param(("./reviews",), [hostname("reviews", "default")], id="own-namespace-short"),
         pytest.param(
             ("./reviews.default.svc.cluster.local",),
