@@ -12,7 +12,6 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtensionOID
 
 from weft.errors import WeftError
 
@@ -117,7 +116,7 @@ def load_cert(pem: str) -> x509.Certificate:
 
 def cert_info(cert: x509.Certificate) -> CertInfo:
     try:
-        sans = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         uris = tuple(sans.get_values_for_type(x509.UniformResourceIdentifier))
         dns = tuple(sans.get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:

@@ -15,7 +15,8 @@ def fqdn(host: str, namespace: str, domain_suffix: str = "cluster.local") -> str
 
     Names with a dot, wildcards and IP addresses are already complete and come back unchanged.
     """
-    if not host or host.startswith("*") or "." in host or is_ip(host):
+    # Without a dot only an IPv6 address can be an IP; the cheap test first (a hot path).
+    if not host or host.startswith("*") or "." in host or (":" in host and is_ip(host)):
         return host
     return f"{host}.{namespace}.svc.{domain_suffix}"
 

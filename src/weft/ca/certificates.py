@@ -49,7 +49,7 @@ def random_serial() -> int:
     return secrets.randbits(128) or 1
 
 
-def _hash_for(key: SigningKey) -> hashes.HashAlgorithm:
+def _hash_for(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256:
         return hashes.SHA384() if key.curve.key_size <= 384 else hashes.SHA512()
     return hashes.SHA256()

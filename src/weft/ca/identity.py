@@ -14,12 +14,18 @@ _TRUST_DOMAIN = re.compile(r"[a-z0-9._-]+")
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 
 
-def _check(what: str, value: str, pattern: re.Pattern[str]) -> None:
-    if not pattern.fullmatch(value) or value in (".", ".."):
+def check_trust_domain(value: str) -> None:
+    """ValueError unless `value` can be a SPIFFE trust domain."""
+    if not _TRUST_DOMAIN.fullmatch(value):
         raise ValueError(
-            f"invalid {what} {value!r}: use letters, digits, '.', '-' or '_'"
-            + (" (lowercase only)" if pattern is _TRUST_DOMAIN else "")
+            f"invalid trust domain {value!r}: use lowercase letters, digits, '.', '-' or '_'"
         )
+
+
+def check_name(what: str, value: str) -> None:
+    """ValueError unless `value` can be a namespace or service account in a SPIFFE ID."""
+    if not _SEGMENT.fullmatch(value) or value in (".", ".."):
+        raise ValueError(f"invalid {what} {value!r}: use letters, digits, '.', '-' or '_'")
 
 
 @dataclass(frozen=True)
@@ -31,9 +37,9 @@ class SpiffeId:
     service_account: str
 
     def __post_init__(self) -> None:
-        _check("trust domain", self.trust_domain, _TRUST_DOMAIN)
-        _check("namespace", self.namespace, _SEGMENT)
-        _check("service account", self.service_account, _SEGMENT)
+        check_trust_domain(self.trust_domain)
+        check_name("namespace", self.namespace)
+        check_name("service account", self.service_account)
 
     @property
     def uri(self) -> str:

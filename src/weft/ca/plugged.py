@@ -1,9 +1,9 @@
 """A plugged-in CA: signing cert and key from a directory in Istio's plugged-CA layout.
 
-    ca-cert.pem     the certificate Weft signs with (a root, or an intermediate under one)
-    ca-key.pem      its private key, unencrypted
-    cert-chain.pem  ca-cert.pem first, then each issuer up to the root (the root may be left out)
-    root-cert.pem   the root(s) workloads trust; the chain must lead to one of them
+ca-cert.pem     the certificate Weft signs with (a root, or an intermediate under one)
+ca-key.pem      its private key, unencrypted
+cert-chain.pem  ca-cert.pem first, then each issuer up to the root (the root may be left out)
+root-cert.pem   the root(s) workloads trust; the chain must lead to one of them
 """
 
 from __future__ import annotations

@@ -299,6 +299,8 @@ async def test_a_fixed_push_after_a_nack_is_sent_and_its_ack_clears_the_nack(
     stream.send(types.CLUSTER)
     response = await stream.recv()
     stream.send(types.CLUSTER, response=response, error="bad cluster", version_info="")
+    assert await stream.drain() == []
+    assert stream.status(types.CLUSTER)["nack"] == "bad cluster"
     server.push(snapshot(2, with_reviews_policy()))
     (fixed,) = await stream.drain()
     assert fixed.type_url == types.CLUSTER and fixed.version_info != response.version_info
@@ -372,6 +374,8 @@ async def test_first_request_without_a_node_id_is_refused(server: AdsServer) -> 
 async def pushed(
     server: AdsServer, stream: Stream, snap: Snapshot
 ) -> list[discovery_pb2.DiscoveryResponse]:
+    """What a push of `snap` sends, once every earlier request (ACKs) was handled; ACKed."""
+    assert await stream.drain() == []
     server.push(snap)
     responses = await stream.drain()
     for response in responses:
