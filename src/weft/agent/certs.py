@@ -100,6 +100,8 @@ class WorkloadCertificates:
         self._max_sleep = max_sleep
         self._rng = rng or random.Random()
         self._bundle = _normalized(trust_bundle)
+        # Until the control plane hands out a bundle, the roots the CA sends are trusted.
+        self._bundle_from_ca = not self._bundle
         self._issued: IssuedCertificate | None = None
         self._listeners: list[Listener] = []
         self._failures = 0
@@ -130,6 +132,7 @@ class WorkloadCertificates:
         bundle = _normalized(pems)
         if not bundle:
             raise ValueError("refusing an empty trust bundle: no peer could be verified")
+        self._bundle_from_ca = False
         if bundle != self._bundle:
             self._bundle = bundle
             self._notify()
@@ -158,15 +161,12 @@ class WorkloadCertificates:
     async def run(self) -> None:
         """Issue, then rotate, forever; cancel to stop."""
         while True:
-            await self._sleep_until(self.next_attempt_at)
+            await self._sleep_until_next_attempt()
             try:
                 await self.renew()
             except Exception as exc:  # every failure is retried: the workload needs a cert
                 self._retry_at = self._clock() + self._backoff()
                 self._report(exc)
-            else:
-                self._failures = 0
-                self._retry_at = None
 
     async def renew(self) -> IssuedCertificate:
         """Make a new key, have it certified, and serve it; raises if the CA did not sign."""
@@ -178,10 +178,13 @@ class WorkloadCertificates:
         replaced = self._issued is not None
         self._issued = issued
         self._expired_reported = False
+        self._failures = 0
+        self._retry_at = None
         if replaced:
             self.rotations += 1
-        if not self._bundle and issued.root is not None:
-            self._bundle = [issued.root]  # nothing better until the control plane sends one
+        if self._bundle_from_ca and issued.root is not None and issued.root not in self._bundle:
+            # Added, never replaced: peers may still hold certificates from the older root.
+            self._bundle.append(issued.root)
         log.info(
             "workload certificate %s for %s, serial %s, valid until %s, renewal at %s",
             "rotated" if replaced else "issued",
@@ -243,8 +246,9 @@ class WorkloadCertificates:
         self._failures += 1
         return min(self._max_backoff, delay * self._rng.uniform(0.8, 1.2))
 
-    async def _sleep_until(self, when: float) -> None:
-        while (remaining := when - self._clock()) > 0:
+    async def _sleep_until_next_attempt(self) -> None:
+        # Re-read each time: a `renew()` from outside moves the next attempt.
+        while (remaining := self.next_attempt_at - self._clock()) > 0:
             await self._sleep(min(remaining, self._max_sleep))
 
     def _report(self, exc: Exception) -> None:

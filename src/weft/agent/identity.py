@@ -130,12 +130,18 @@ def cert_info(cert: x509.Certificate) -> CertInfo:
         issuer=cert.issuer.rfc4514_string(),
         uri_sans=uris,
         dns_sans=dns,
-        serial=format(cert.serial_number, "x"),
+        serial=_hex_bytes(cert.serial_number),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         is_ca=is_ca,
         sha256=cert.fingerprint(hashes.SHA256()).hex(),
     )
+
+
+def _hex_bytes(number: int) -> str:
+    """Two hex digits per byte, as Envoy's /certs and OpenSSL print serials."""
+    text = format(number, "x")
+    return text.zfill(len(text) + len(text) % 2)
 
 
 def parse_chain(pem_list: list[str]) -> list[CertInfo]:

@@ -122,7 +122,7 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
                 f"SDS socket path {path} is longer than {_MAX_UNIX_PATH} bytes, "
                 f"which Unix sockets do not allow: use a shorter directory"
             )
-        self._socket_path.parent.mkdir(parents=True, exist_ok=True)
+        self._socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._socket_path.unlink(missing_ok=True)  # left by an agent that was killed
         server = grpc.aio.server()
         sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(self, server)
@@ -193,12 +193,7 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
                 "the workload certificate or trust bundle has not arrived yet: retry",
             )
         assert items is not None
-        return discovery_pb2.DiscoveryResponse(
-            version_info=version_of(items),
-            type_url=SECRET_TYPE,
-            nonce=self._nonce(),
-            resources=[_pack(s) for s in items.values()],
-        )
+        return _response(items, version_of(items), self._nonce())
 
     async def DeltaSecrets(
         self,
@@ -261,12 +256,7 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
             return None
         stream.sent_version = version
         stream.sent_nonce = self._nonce()
-        return discovery_pb2.DiscoveryResponse(
-            version_info=version,
-            type_url=SECRET_TYPE,
-            nonce=stream.sent_nonce,
-            resources=[_pack(s) for s in items.values()],
-        )
+        return _response(items, version, stream.sent_nonce)
 
     def _select(self, names: frozenset[str]) -> dict[str, secret_pb2.Secret] | None:
         """The secrets named (all for no names), or None while a known one is missing."""
@@ -301,10 +291,16 @@ async def _read(
     queue.put_nowait(EOFError())
 
 
-def _pack(message: secret_pb2.Secret) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
+def _response(
+    items: Mapping[str, secret_pb2.Secret], version: str, nonce: str
+) -> discovery_pb2.DiscoveryResponse:
+    resources = []
+    for secret in items.values():
+        resources.append(any_pb2.Any())
+        resources[-1].Pack(secret)
+    return discovery_pb2.DiscoveryResponse(
+        version_info=version, type_url=SECRET_TYPE, nonce=nonce, resources=resources
+    )
 
 
 # -- what Envoy's bootstrap and TLS contexts need to reach this server -----------------------

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from weft.api.authorizationpolicy import AuthorizationPolicy
 from weft.api.destinationrule import DestinationRule
 from weft.api.gateway import Gateway
+from weft.api.peerauthentication import PeerAuthentication
+from weft.api.requestauthentication import RequestAuthentication
 from weft.api.serviceentry import ServiceEntry
 from weft.api.sidecar import Sidecar
 from weft.api.virtualservice import VirtualService
@@ -17,6 +20,9 @@ IstioObject = (
     | WorkloadGroup
     | Gateway
     | Sidecar
+    | PeerAuthentication
+    | AuthorizationPolicy
+    | RequestAuthentication
 )
 
 KINDS: dict[str, type[IstioObject]] = {
@@ -29,5 +35,8 @@ KINDS: dict[str, type[IstioObject]] = {
         WorkloadGroup,
         Gateway,
         Sidecar,
+        PeerAuthentication,
+        AuthorizationPolicy,
+        RequestAuthentication,
     )
 }

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from weft.api.base import IstioModel, invalid
 
 GROUP = "networking.istio.io"
 API_VERSIONS = (f"{GROUP}/v1", f"{GROUP}/v1beta1", f"{GROUP}/v1alpha3")
 DEFAULT_API_VERSION = API_VERSIONS[0]
+
+SECURITY_GROUP = "security.istio.io"
+SECURITY_API_VERSIONS = (f"{SECURITY_GROUP}/v1", f"{SECURITY_GROUP}/v1beta1")
+DEFAULT_SECURITY_API_VERSION = SECURITY_API_VERSIONS[0]
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -61,21 +65,32 @@ class ObjectMeta(IstioModel):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-def _api_version(value: str) -> str:
-    if value not in API_VERSIONS:
-        raise invalid(
-            f"{value!r} is not supported",
-            f"use {DEFAULT_API_VERSION}; {' and '.join(API_VERSIONS[1:])} are also accepted",
-        )
-    return value
+def _api_version_hint(versions: tuple[str, ...]) -> str:
+    others = versions[1:]
+    if not others:
+        return f"use {versions[0]}"
+    verb = "is" if len(others) == 1 else "are"
+    return f"use {versions[0]}; {' and '.join(others)} {verb} also accepted"
 
 
 class IstioResource(IstioModel):
-    """The envelope shared by every top-level kind; subclasses pin `kind` and type `spec`."""
+    """The envelope shared by every top-level kind; subclasses pin `kind` and type `spec`.
 
-    api_version: Annotated[str, AfterValidator(_api_version)] = DEFAULT_API_VERSION
+    A kind of another API group sets `api_versions` and the `api_version` default to match.
+    """
+
+    api_versions: ClassVar[tuple[str, ...]] = API_VERSIONS
+
+    api_version: str = DEFAULT_API_VERSION
     kind: str
     metadata: ObjectMeta
+
+    @field_validator("api_version")
+    @classmethod
+    def _known_api_version(cls, value: str) -> str:
+        if value not in cls.api_versions:
+            raise invalid(f"{value!r} is not supported", _api_version_hint(cls.api_versions))
+        return value
 
     @model_validator(mode="before")
     @classmethod

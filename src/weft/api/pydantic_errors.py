@@ -59,6 +59,10 @@ def field_path(loc: tuple[int | str, ...]) -> str:
 def _problem(err: ErrorDetails, model: type[BaseModel]) -> ConfigProblem:
     loc = tuple(err["loc"])
     message, hint = _describe(err, model)
+    if loc and loc[-1] == "[key]":
+        # pydantic reports a bad map key as a pseudo-field below the entry.
+        loc = loc[:-1]
+        message = f"key {message}" if message.startswith("'") else f"bad key: {message}"
     return ConfigProblem(message=message, field=field_path(loc) or None, hint=hint)
 
 

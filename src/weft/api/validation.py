@@ -6,9 +6,12 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from weft.api.authorizationpolicy import AuthorizationPolicy
 from weft.api.destinationrule import DestinationRule
 from weft.api.gateway import Gateway, Server, ServerTLSSettings
 from weft.api.kinds import IstioObject
+from weft.api.peerauthentication import PeerAuthentication
+from weft.api.requestauthentication import RequestAuthentication
 from weft.api.serviceentry import ServiceEntry
 from weft.api.sidecar import IstioEgressListener, Sidecar
 from weft.api.trafficpolicy import ClientTLSSettings, LoadBalancerSettings, TrafficPolicy
@@ -25,6 +28,11 @@ from weft.api.validation_common import (
     problem,
 )
 from weft.api.validation_routes import validate_virtual_service
+from weft.api.validation_security import (
+    validate_authorization_policy,
+    validate_peer_authentication,
+    validate_request_authentication,
+)
 from weft.api.virtualservice import VirtualService
 from weft.api.workload import ReadinessProbe, WorkloadEntry, WorkloadEntrySpec, WorkloadGroup
 from weft.errors import ConfigProblem
@@ -355,4 +363,7 @@ _RULES: dict[type[Any], Callable[[Any], Iterator[ConfigProblem]]] = {
     WorkloadGroup: validate_workload_group,
     Gateway: validate_gateway,
     Sidecar: validate_sidecar,
+    PeerAuthentication: validate_peer_authentication,
+    AuthorizationPolicy: validate_authorization_policy,
+    RequestAuthentication: validate_request_authentication,
 }

@@ -62,8 +62,6 @@ def load_plugged(directory: Path, now: datetime) -> SigningMaterial:
     key = read_key(paths[CA_KEY], hints[CA_KEY])
     check_key_matches(cert, key, paths[CA_CERT], paths[CA_KEY])
     roots = read_certs(paths[ROOT_CERT], hints[ROOT_CERT])
-    for root in roots:
-        check_signing_ca(root, paths[ROOT_CERT], now, hints[ROOT_CERT])
 
     chain = read_certs(paths[CERT_CHAIN], hints[CERT_CHAIN])
     if chain[0] != cert:
@@ -74,15 +72,17 @@ def load_plugged(directory: Path, now: datetime) -> SigningMaterial:
     # Walk up the chain until a certificate is a root or was issued by one.
     intermediates: list[x509.Certificate] = []
     for i, link in enumerate(chain):
+        if i > 0 and link not in roots:
+            check_signing_ca(link, paths[CERT_CHAIN], now, hints[CERT_CHAIN])
         top = next((r for r in roots if r == link or _issued_by(link, r)), None)
         if top is not None:
+            # Only this root must be valid now: others may be kept for older certificates.
+            check_signing_ca(top, paths[ROOT_CERT], now, hints[ROOT_CERT])
             if link != top:
                 intermediates.append(link)
             bundle = (top, *(r for r in roots if r != top))
             return SigningMaterial(cert, key, tuple(intermediates), top, bundle)
         intermediates.append(link)
-        if i > 0:
-            check_signing_ca(link, paths[CERT_CHAIN], now, hints[CERT_CHAIN])
         if i + 1 < len(chain) and not _issued_by(link, chain[i + 1]):
             raise CaConfigError(
                 f"{paths[CERT_CHAIN]}: certificate {i + 1} ({link.subject.rfc4514_string()!r}) "

@@ -55,6 +55,12 @@ def version() -> None:
 )
 @click.option("--xds-port", default=15010, show_default=True, type=int)
 @click.option("--admin-port", default=15014, show_default=True, type=int)
+@click.option("--ca-port", default=15012, show_default=True, type=int, help="CA (TLS) port.")
+@click.option(
+    "--ca-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Plugged-in CA: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem.",
+)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--state-dir",
@@ -74,8 +80,8 @@ def version() -> None:
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
 def control_plane(
-    config_dir: Path, xds_port: int, admin_port: int, address: str, state_dir: Path | None,
-    registry_ttl: float, log_level: str,
+    config_dir: Path, xds_port: int, admin_port: int, ca_port: int, ca_dir: Path | None,
+    address: str, state_dir: Path | None, registry_ttl: float, log_level: str,
 ) -> None:  # fmt: skip
     """Run the control plane (Istio's istiod): config, discovery, xDS."""
     from weft.controlplane.app import ControlPlane, ControlPlaneOptions
@@ -88,6 +94,8 @@ def control_plane(
         xds_address=address,
         xds_port=xds_port,
         admin_port=admin_port,
+        ca_port=ca_port,
+        ca_dir=ca_dir,
         registry_ttl=registry_ttl,
     )
     try:
@@ -96,8 +104,11 @@ def control_plane(
         pass
     except OSError as e:
         _fail(
-            f"{e} (is another control plane running? pick other ports with --xds-port/--admin-port)"
+            f"{e} (is another control plane running? pick other ports with "
+            "--xds-port/--admin-port/--ca-port)"
         )
+    except WeftError as e:
+        _fail(str(e))
 
 
 @cli.command("run", context_settings={"ignore_unknown_options": False})

@@ -88,6 +88,7 @@ class LocalMesh:
         self.log_dir = work_dir / "logs"
         self.xds_port = xds_port or free_port()
         self.admin_port = admin_port or free_port()
+        self.ca_port = free_port()
         self.control_plane: Child | None = None
         self.workloads: dict[str, Child] = {}
         self.specs: dict[str, WorkloadSpec] = {}
@@ -136,6 +137,7 @@ class LocalMesh:
             "--config-dir", str(self.config_dir),
             "--xds-port", str(self.xds_port),
             "--admin-port", str(self.admin_port),
+            "--ca-port", str(self.ca_port),
             "--registry-ttl", "10",
         ]  # fmt: skip
         self.control_plane = await self._spawn("control-plane", args, self.env)

@@ -9,6 +9,7 @@ from weft.errors import WeftError
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_XDS_PORT = 15010
 DEFAULT_ADMIN_PORT = 15014
+DEFAULT_CA_PORT = 15012
 
 
 def parse_host_port(value: str, variable: str) -> tuple[str, int]:

@@ -105,6 +105,7 @@ async def register(request: web.Request) -> web.Response:
             "registered": f"{workload.namespace}/{workload.name}",
             "entry": workload.to_workload_entry(),
             "probe": group_probe(group),
+            **cp.citadel.credentials_for(workload),
         }
     )
 
@@ -112,11 +113,14 @@ async def register(request: web.Request) -> web.Response:
 async def report(request: web.Request) -> web.Response:
     ns, name = request.match_info["namespace"], request.match_info["name"]
     body = await request.json()
+    cp = _cp(request)
     try:
-        _cp(request).registry.report(ns, name, bool(body.get("healthy", True)))
+        cp.registry.report(ns, name, bool(body.get("healthy", True)))
     except KeyError:
         return _error(404, f"workload {ns}/{name} is not registered: register it again")
-    return web.json_response({"ok": True})
+    # Each heartbeat refreshes the credential and the trust bundle (root rotation).
+    workload = cp.registry.get(ns, name)
+    return web.json_response({"ok": True, **cp.citadel.credentials_for(workload)})
 
 
 async def deregister(request: web.Request) -> web.Response:

@@ -13,7 +13,8 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from weft.config.directory import DirectoryStore
 from weft.config.store import ConfigStore
-from weft.controlplane.address import DEFAULT_ADMIN_PORT, DEFAULT_XDS_PORT
+from weft.controlplane.address import DEFAULT_ADMIN_PORT, DEFAULT_CA_PORT, DEFAULT_XDS_PORT
+from weft.controlplane.citadel import Citadel
 from weft.controlplane.admin import admin_app
 from weft.controlplane.debounce import Debouncer
 from weft.registry.local import LocalRegistry
@@ -35,6 +36,9 @@ class ControlPlaneOptions:
     admin_port: int = DEFAULT_ADMIN_PORT
     registry_ttl: float = 15.0
     root_namespace: str = "istio-system"
+    ca_port: int = DEFAULT_CA_PORT
+    ca_dir: Path | None = None  # a plugged-in CA in Istio's file layout
+    trust_domain: str = "cluster.local"
 
 
 class ControlPlane:
@@ -47,6 +51,7 @@ class ControlPlane:
         self.registry = LocalRegistry(
             state_file=options.state_dir / "workloads.json", ttl=options.registry_ttl
         )
+        self.citadel = Citadel(options.state_dir, options.trust_domain, options.ca_dir)
         self._version = 0
         self.ads = AdsServer(Snapshot(), self.metrics)
         self._debouncer = Debouncer(self.rebuild)
@@ -105,6 +110,7 @@ class ControlPlane:
         site = web.TCPSite(runner, opts.xds_address, opts.admin_port, reuse_address=True)
         try:
             await server.start()
+            await self.citadel.start(opts.xds_address, opts.ca_port)
             await site.start()
             log.info(
                 "control plane serving xDS on %s:%d, admin on %s:%d, config from %s",
@@ -117,5 +123,6 @@ class ControlPlane:
                 tasks.create_task(self._expire_loop())
         finally:
             await runner.cleanup()
+            await self.citadel.stop()
             await server.stop(grace=0.5)
             await self.store.stop()

@@ -215,6 +215,10 @@ class LocalRegistry:
         return [f"{ns}/{name}" for ns, name in stale]
 
     # --- views ---------------------------------------------------------------------------
+    def get(self, namespace: str, name: str) -> Workload:
+        """A registered workload; KeyError if there is none."""
+        return self._workloads[(namespace, name)]
+
     def workloads(self) -> tuple[Workload, ...]:
         return tuple(self._workloads[k] for k in sorted(self._workloads))
 

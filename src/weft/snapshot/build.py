@@ -7,9 +7,13 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from weft.api import (
+    AuthorizationPolicy,
     DestinationRule,
     Gateway,
     IstioObject,
+    MeshConfig,
+    PeerAuthentication,
+    RequestAuthentication,
     ServiceEntry,
     Sidecar,
     VirtualService,
@@ -31,9 +35,19 @@ def build_snapshot(
     objects: Sequence[IstioObject],
     services: Mapping[str, Service],
     endpoints: Mapping[str, tuple[Endpoint, ...]],
-    root_namespace: str = "istio-system",
+    root_namespace: str | None = None,
+    *,
+    mesh: MeshConfig | None = None,
 ) -> Snapshot:
-    """Merge discovered services with ServiceEntries and index the routing config."""
+    """Merge discovered services with ServiceEntries and index the routing and security config.
+
+    The root namespace is `root_namespace` when given, else the mesh config's (istio-system).
+    """
+    mesh = mesh if mesh is not None else MeshConfig()
+    if root_namespace is None:
+        root_namespace = mesh.root_namespace
+    elif root_namespace != mesh.root_namespace:
+        mesh = mesh.model_copy(update={"root_namespace": root_namespace})
     all_services = dict(services)
     all_endpoints = dict(endpoints)
     entries = [o for o in objects if isinstance(o, WorkloadEntry)]
@@ -52,10 +66,23 @@ def build_snapshot(
         sidecars=_sorted(o for o in objects if isinstance(o, Sidecar)),
         gateways=_sorted(o for o in objects if isinstance(o, Gateway)),
         root_namespace=root_namespace,
+        peer_authentications=_sorted(o for o in objects if isinstance(o, PeerAuthentication)),
+        authorization_policies=_sorted(o for o in objects if isinstance(o, AuthorizationPolicy)),
+        request_authentications=_sorted(o for o in objects if isinstance(o, RequestAuthentication)),
+        mesh=mesh,
     )
 
 
-_T = TypeVar("_T", VirtualService, DestinationRule, Sidecar, Gateway)
+_T = TypeVar(
+    "_T",
+    VirtualService,
+    DestinationRule,
+    Sidecar,
+    Gateway,
+    PeerAuthentication,
+    AuthorizationPolicy,
+    RequestAuthentication,
+)
 
 
 def _sorted(objects: Iterable[_T]) -> tuple[_T, ...]:

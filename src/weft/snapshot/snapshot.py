@@ -6,7 +6,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from weft.api import DestinationRule, Gateway, Sidecar, VirtualService
+from weft.api import (
+    AuthorizationPolicy,
+    DestinationRule,
+    Gateway,
+    MeshConfig,
+    PeerAuthentication,
+    RequestAuthentication,
+    Sidecar,
+    VirtualService,
+)
 from weft.api.hosts import fqdn, host_matches
 from weft.registry.model import Endpoint, Service
 
@@ -25,6 +34,10 @@ class Snapshot:
     sidecars: tuple[Sidecar, ...] = ()
     gateways: tuple[Gateway, ...] = ()
     root_namespace: str = "istio-system"
+    peer_authentications: tuple[PeerAuthentication, ...] = ()
+    authorization_policies: tuple[AuthorizationPolicy, ...] = ()
+    request_authentications: tuple[RequestAuthentication, ...] = ()
+    mesh: MeshConfig = field(default_factory=MeshConfig)
 
     def service(self, hostname: str) -> Service | None:
         return self.services.get(hostname)

@@ -7,6 +7,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from weft.agent.identity import (
@@ -22,6 +23,12 @@ from weft.agent.identity import (
 )
 
 SPIFFE = "spiffe://cluster.local/ns/default/sa/reviews"
+
+
+def spki(public_key: PublicKeyTypes) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _pem(cert: x509.Certificate) -> str:
@@ -149,7 +156,7 @@ def test_key_pem_is_unencrypted_pkcs8(kind: str) -> None:
     text = key_pem(key)
     assert text.startswith("-----BEGIN PRIVATE KEY-----")  # PKCS#8, not "EC PRIVATE KEY"
     loaded = serialization.load_pem_private_key(text.encode(), password=None)
-    assert loaded.public_key().public_numbers() == key.public_key().public_numbers()
+    assert spki(loaded.public_key()) == spki(key.public_key())
 
 
 @pytest.mark.parametrize("kind", ["EC", "RSA"])
@@ -163,7 +170,7 @@ def test_csr_carries_the_uri_san_critical_and_an_empty_subject(kind: str) -> Non
     assert extension.critical
     assert extension.value.get_values_for_type(x509.UniformResourceIdentifier) == [SPIFFE]
     assert extension.value.get_values_for_type(x509.DNSName) == []
-    assert csr.public_key().public_numbers() == key.public_key().public_numbers()
+    assert spki(csr.public_key()) == spki(key.public_key())
 
 
 def test_csr_needs_a_spiffe_id() -> None:
@@ -183,7 +190,8 @@ def test_parse_chain_describes_leaf_and_root() -> None:
     assert leaf.issuer == root.subject == "O=Weft Test Root CA"
     assert leaf.not_before == datetime.datetime.fromtimestamp(1_900_000_000, datetime.UTC)
     assert leaf.lifetime() == 3600
-    assert leaf.serial == format(load_cert(chain[0]).serial_number, "x")
+    assert int(leaf.serial, 16) == load_cert(chain[0]).serial_number
+    assert len(leaf.serial) % 2 == 0, "whole bytes, as Envoy's /certs shows serials"
     assert not leaf.is_ca and not leaf.self_signed
     assert root.is_ca and root.self_signed and root.uri_sans == ()
     assert leaf.as_dict()["not_after"] == "2030-03-17T18:46:40+00:00"

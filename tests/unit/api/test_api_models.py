@@ -180,6 +180,9 @@ def test_kinds_table_lists_every_kind() -> None:
         "WorkloadGroup",
         "Gateway",
         "Sidecar",
+        "PeerAuthentication",
+        "AuthorizationPolicy",
+        "RequestAuthentication",
     }
     for name, cls in KINDS.items():
         assert cls.model_fields["kind"].default == name
