@@ -125,6 +125,9 @@ def _unknown_field_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> s
     if parent is None:
         return None
     known = [info.alias or name for name, info in parent.model_fields.items()]
+    by_case = {name.lower(): name for name in known}
+    if str(loc[-1]).lower() in by_case:  # jwksURI for jwksUri: only the case is wrong
+        return f"did you mean '{by_case[str(loc[-1]).lower()]}'?"
     close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
     if close:
         return f"did you mean '{close[0]}'?"

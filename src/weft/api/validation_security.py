@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from weft.api.authorizationpolicy import (
@@ -23,6 +24,8 @@ from weft.api.validation_jwt import check_jwt_rule
 
 WILDCARD_HINT = "'*' may only stand alone, start a value ('*suffix') or end it ('prefix*')"
 CIDR_HINT = "use an address such as '10.0.0.1' or a block such as '10.0.0.0/16'"
+# RFC 3986 path segment characters ('*' aside: a template uses operators, not wildcards).
+_PATH_LITERAL = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()+,;=:@]|%[0-9A-Fa-f]{2})+$")
 IP_ATTRIBUTES = frozenset({"source.ip", "remote.ip", "destination.ip"})
 PORT_HINT = "use a port number from 1 to 65535, written as a string such as '8080'"
 
@@ -255,6 +258,15 @@ def _path_template(field: str, path: str) -> Problems:
                     field,
                     f"path template {path!r} mixes '*' wildcards with '{{*}}' operators",
                     hint,
+                )
+                return
+            last = i == len(segments) - 1
+            if not _PATH_LITERAL.match(segment) and not (last and not segment):
+                yield problem(
+                    field,
+                    f"segment {segment!r} of path template {path!r} is empty or has "
+                    "characters a URL path segment cannot have",
+                    "percent-encode other characters, e.g. '%20' for a space",
                 )
                 return
             continue

@@ -14,8 +14,8 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from weft.config.directory import DirectoryStore
 from weft.config.store import ConfigStore
 from weft.controlplane.address import DEFAULT_ADMIN_PORT, DEFAULT_CA_PORT, DEFAULT_XDS_PORT
-from weft.controlplane.citadel import Citadel
 from weft.controlplane.admin import admin_app
+from weft.controlplane.citadel import Citadel
 from weft.controlplane.debounce import Debouncer
 from weft.registry.local import LocalRegistry
 from weft.snapshot.build import build_snapshot

@@ -102,8 +102,16 @@ class Workload:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Workload:
+    def from_json(cls, data: Any) -> Workload:
         """Parse a registration; raises ValueError naming the bad field."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a registration must be a JSON object")
+        if not isinstance(data.get("ports", []), list) or not all(
+            isinstance(p, Mapping) for p in data.get("ports", [])
+        ):
+            raise ValueError("'ports' must be a list of objects with servicePort and targetPort")
+        if not isinstance(data.get("labels", {}), Mapping):
+            raise ValueError("'labels' must be an object of string values")
         try:
             ports = tuple(
                 sorted(
@@ -142,7 +150,10 @@ def _required(data: Mapping[str, Any], key: str) -> str:
 
 
 def _port(value: Any, name: str) -> int:
-    port = int(value)
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} {value!r} is not a port number") from None
     if not 0 < port < 65536:
         raise ValueError(f"{name} {port} is out of range 1-65535")
     return port
@@ -279,6 +290,8 @@ class LocalRegistry:
             return
         try:
             entries: Iterable[Mapping[str, Any]] = json.loads(self._state_file.read_text())
+            if not isinstance(entries, list):
+                raise ValueError("expected a list of workloads")
             now = self._clock()
             for entry in entries:
                 w = Workload.from_json(entry)

@@ -67,16 +67,18 @@ class Snapshot:
         if service is not None:
             order.append(service.namespace)
         order.append(self.root_namespace)
-        for namespace in order:
+        for namespace in dict.fromkeys(order):
             best: DestinationRule | None = None
+            best_len = -1
             for dr in self.destination_rules:
                 if dr.metadata.namespace != namespace:
                     continue
                 host = fqdn(dr.spec.host, namespace)
                 if host == hostname:
                     return dr
-                if best is None and host_matches(host, hostname):
-                    best = dr
+                # Among wildcards the most specific (longest) host wins.
+                if len(host) > best_len and host_matches(host, hostname):
+                    best, best_len = dr, len(host)
             if best is not None:
                 return best
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
@@ -54,13 +55,23 @@ def generate_clusters(proxy: Proxy, snap: Snapshot) -> list[cluster_pb2.Cluster]
         for port in service.ports:
             for subset in ["", *subsets]:
                 policy = effective_policy(dr, port.port, subset)
-                cluster = outbound_cluster(service, port, subset, policy)
+                cluster = outbound_cluster(
+                    service, port, subset, policy, _dns_targets(service, port.port, snap)
+                )
                 apply_client_tls(
                     cluster, policy, sans, proxy.sds, sni(port.port, subset, service.hostname)
                 )
                 clusters.append(cluster)
     clusters.extend(inbound_cluster(p) for p in proxy.inbound)
     return clusters
+
+
+def _dns_targets(service: Service, port: int, snap: Snapshot) -> list[tuple[str, int]]:
+    if service.resolution != "DNS":
+        return []
+    return [
+        (ep.address, ep.target_port(port) or port) for ep in snap.endpoints_of(service.hostname)
+    ]
 
 
 def mesh_identities(service: Service, snap: Snapshot) -> list[str]:
@@ -121,8 +132,13 @@ def apply_client_tls(
 
 
 def outbound_cluster(
-    service: Service, port: ServicePort, subset: str, policy: EffectivePolicy
+    service: Service,
+    port: ServicePort,
+    subset: str,
+    policy: EffectivePolicy,
+    dns_targets: Sequence[tuple[str, int]] = (),
 ) -> cluster_pb2.Cluster:
+    """One outbound cluster; a DNS service resolves `dns_targets` (address, port) itself."""
     name = names.outbound_cluster(port.port, subset, service.hostname)
     cluster = cluster_pb2.Cluster(
         name=name,
@@ -140,7 +156,10 @@ def outbound_cluster(
                 cluster_name=name,
                 endpoints=[
                     endpoint_components_pb2.LocalityLbEndpoints(
-                        lb_endpoints=[_lb_endpoint(service.hostname, port.port)]
+                        lb_endpoints=[
+                            _lb_endpoint(address, target)
+                            for address, target in dns_targets or [(service.hostname, port.port)]
+                        ]
                     )
                 ],
             )

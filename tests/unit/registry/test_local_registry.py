@@ -336,11 +336,6 @@ def test_a_bad_entry_discards_the_whole_state_file(tmp_path: Path, clock: FakeCl
     assert LocalRegistry(state_file=state, clock=clock).workloads() == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="valid JSON of the wrong shape raises AttributeError out of LocalRegistry(), "
-    "so the control plane cannot start",
-)
 @pytest.mark.parametrize("content", ['{"reviews-v1": {}}', '["reviews-v1"]'])
 def test_state_file_of_the_wrong_shape_is_ignored(
     tmp_path: Path, clock: FakeClock, content: str
@@ -408,11 +403,6 @@ def test_registration_without_a_service_names_the_field() -> None:
         Workload.from_json(data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a non-numeric port gives int()'s message ('invalid literal for int()') with no "
-    "field name, and labels that are not an object raise AttributeError",
-)
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [

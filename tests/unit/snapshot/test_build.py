@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 
 from tests.unit.snapshot.conftest import discovered, hostname, objects, proxy, snapshot
@@ -145,11 +144,6 @@ def test_dns_service_entry_keeps_its_endpoint_names() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the STRICT_DNS cluster for a DNS ServiceEntry always resolves the entry's host, "
-    "ignoring its endpoints' addresses",
-)
 def test_dns_service_entry_with_endpoints_resolves_the_endpoints() -> None:
     snap = snapshot(DNS_WITH_ENDPOINTS)
     (cluster,) = [c for c in generate_clusters(proxy(), snap) if "api.example.com" in c.name]

@@ -19,7 +19,7 @@ from weft.snapshot.proxy import (
 def as_sent_by_envoy(metadata: dict[str, Any]) -> dict[str, Any]:
     """Node metadata after the trip through a protobuf Struct (numbers become floats)."""
     struct = json_format.ParseDict(metadata, struct_pb2.Struct())
-    return json_format.MessageToDict(struct)
+    return dict(json_format.MessageToDict(struct))
 
 
 IDENTITY = SidecarIdentity(

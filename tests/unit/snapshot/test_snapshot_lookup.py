@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.unit.snapshot.conftest import hostname, snapshot
 
 REVIEWS = hostname("reviews", "default")
@@ -86,11 +84,6 @@ def test_wildcard_in_client_namespace_beats_exact_in_service_namespace() -> None
     assert rule_for(REVIEWS, "shop", client_wildcard, SERVICE_NS) == "shop/all"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="among wildcards in one namespace the first by name wins, not the most specific "
-    "host as in Istio",
-)
 def test_most_specific_wildcard_wins_in_one_namespace() -> None:
     broad = destination_rule("a-broad", "default", "*.cluster.local")
     narrow = destination_rule("b-narrow", "default", "*.default.svc.cluster.local")

@@ -7,8 +7,8 @@ Envoy's ADS client would send them over one gRPC stream.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
-from typing import Any, NoReturn
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from typing import Any, NoReturn, cast
 
 import grpc
 import pytest
@@ -115,7 +115,11 @@ class Stream:
         self.server = server
         self.identity = identity
         self._requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
-        self._responses = server.StreamAggregatedResources(self._iterate(), FakeContext())
+        # The servicer is an async generator; typed as an iterator by the gRPC base class.
+        self._responses = cast(
+            AsyncGenerator[discovery_pb2.DiscoveryResponse, None],
+            server.StreamAggregatedResources(self._iterate(), FakeContext()),
+        )
         self._node_pending = send_node
         self.last: dict[str, discovery_pb2.DiscoveryResponse] = {}
 
