@@ -73,7 +73,7 @@ spec:
   jwtRules:
   - issuer: https://issuer.example.com
     audiences: [app, other]
-    jwks: '%(jwks)s'
+    jwks: 'JWKS'
     fromHeaders: [{name: x-jwt, prefix: "Token "}, {name: authorization, prefix: "Bearer "}]
     fromParams: [token]
     fromCookies: [session]
@@ -181,7 +181,7 @@ spec:
   action: CUSTOM
   provider: {name: nobody}
   rules: [{to: [{operation: {methods: [PATCH]}}]}]
-""" % {"jwks": JWKS}
+""".replace("'JWKS'", f"'{JWKS}'")
 
 
 def test_envoy_accepts_every_security_field(tmp_path: Path) -> None:

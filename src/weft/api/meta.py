@@ -103,3 +103,8 @@ class IstioResource(IstioModel):
     @property
     def key(self) -> ConfigKey:
         return ConfigKey(self.kind, self.metadata.namespace, self.metadata.name)
+
+    @classmethod
+    def api_group(cls) -> str:
+        """The kind's API group, e.g. networking.istio.io."""
+        return cls.api_versions[0].split("/", 1)[0]

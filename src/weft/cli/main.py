@@ -61,6 +61,11 @@ def version() -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Plugged-in CA: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem.",
 )
+@click.option(
+    "--mesh-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Istio mesh config YAML (trustDomain, rootNamespace, extensionProviders, ...).",
+)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--state-dir",
@@ -81,12 +86,18 @@ def version() -> None:
 )
 def control_plane(
     config_dir: Path, xds_port: int, admin_port: int, ca_port: int, ca_dir: Path | None,
-    address: str, state_dir: Path | None, registry_ttl: float, log_level: str,
+    mesh_config: Path | None, address: str, state_dir: Path | None, registry_ttl: float,
+    log_level: str,
 ) -> None:  # fmt: skip
-    """Run the control plane (Istio's istiod): config, discovery, xDS."""
+    """Run the control plane (Istio's istiod): config, discovery, xDS, CA."""
+    from weft.api import MeshConfig, load_mesh_config
     from weft.controlplane.app import ControlPlane, ControlPlaneOptions
 
     _setup_logging(log_level)
+    try:
+        mesh = load_mesh_config(mesh_config) if mesh_config else MeshConfig()
+    except ConfigError as e:
+        _fail(str(e))
     config_dir.mkdir(parents=True, exist_ok=True)
     options = ControlPlaneOptions(
         config_dir=config_dir,
@@ -96,6 +107,7 @@ def control_plane(
         admin_port=admin_port,
         ca_port=ca_port,
         ca_dir=ca_dir,
+        mesh=mesh,
         registry_ttl=registry_ttl,
     )
     try:
@@ -200,6 +212,7 @@ def _read(file: str) -> tuple[str, str]:
 
 
 def _apply(file: str, delete: bool) -> None:
+    from weft.api import KINDS
     from weft.controlplane.client import AdminClient
 
     text, source = _read(file)
@@ -210,9 +223,9 @@ def _apply(file: str, delete: bool) -> None:
     except WeftError as e:
         _fail(str(e))
     for r in result["results"]:
-        kind = r["kind"].lower()
+        kind = f"{r['kind'].lower()}.{KINDS[r['kind']].api_group()}"
         where = "" if r["namespace"] == "default" else f" -n {r['namespace']}"
-        click.echo(f"{kind}.networking.istio.io/{r['name']}{where} {r['result']}")
+        click.echo(f"{kind}/{r['name']}{where} {r['result']}")
 
 
 @cli.command("apply")

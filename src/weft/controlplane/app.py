@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
+from weft.api import MeshConfig
 from weft.config.directory import DirectoryStore
 from weft.config.store import ConfigStore
 from weft.controlplane.address import DEFAULT_ADMIN_PORT, DEFAULT_CA_PORT, DEFAULT_XDS_PORT
 from weft.controlplane.admin import admin_app
 from weft.controlplane.citadel import Citadel
 from weft.controlplane.debounce import Debouncer
+from weft.controlplane.jwks import JwksFetcher
 from weft.registry.local import LocalRegistry
 from weft.snapshot.build import build_snapshot
 from weft.snapshot.snapshot import Snapshot
 from weft.telemetry.metrics import ControlPlaneMetrics
+from weft.xds.authn import jwks_uris
 from weft.xds.generate import InconsistentConfig
 from weft.xds.server import AdsServer
 
@@ -35,10 +38,9 @@ class ControlPlaneOptions:
     xds_port: int = DEFAULT_XDS_PORT
     admin_port: int = DEFAULT_ADMIN_PORT
     registry_ttl: float = 15.0
-    root_namespace: str = "istio-system"
     ca_port: int = DEFAULT_CA_PORT
     ca_dir: Path | None = None  # a plugged-in CA in Istio's file layout
-    trust_domain: str = "cluster.local"
+    mesh: MeshConfig = field(default_factory=MeshConfig)
 
 
 class ControlPlane:
@@ -51,7 +53,8 @@ class ControlPlane:
         self.registry = LocalRegistry(
             state_file=options.state_dir / "workloads.json", ttl=options.registry_ttl
         )
-        self.citadel = Citadel(options.state_dir, options.trust_domain, options.ca_dir)
+        self.citadel = Citadel(options.state_dir, options.mesh.trust_domain, options.ca_dir)
+        self.jwks = JwksFetcher(self.changed)
         self._version = 0
         self.ads = AdsServer(Snapshot(), self.metrics)
         self._debouncer = Debouncer(self.rebuild)
@@ -65,8 +68,10 @@ class ControlPlane:
             self.store.objects(),
             self.registry.services(),
             self.registry.endpoints(),
-            root_namespace=self.options.root_namespace,
+            mesh=self.options.mesh,
+            jwks=self.jwks.documents(),
         )
+        self.jwks.watch(jwks_uris(snap.request_authentications))
         self.metrics.config_errors.set(len(self.store.problems()))
         try:
             self.ads.push(snap)
@@ -124,5 +129,6 @@ class ControlPlane:
         finally:
             await runner.cleanup()
             await self.citadel.stop()
+            await self.jwks.close()
             await server.stop(grace=0.5)
             await self.store.stop()

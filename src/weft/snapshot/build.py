@@ -38,6 +38,7 @@ def build_snapshot(
     root_namespace: str | None = None,
     *,
     mesh: MeshConfig | None = None,
+    jwks: Mapping[str, str] | None = None,
 ) -> Snapshot:
     """Merge discovered services with ServiceEntries and index the routing and security config.
 
@@ -70,6 +71,7 @@ def build_snapshot(
         authorization_policies=_sorted(o for o in objects if isinstance(o, AuthorizationPolicy)),
         request_authentications=_sorted(o for o in objects if isinstance(o, RequestAuthentication)),
         mesh=mesh,
+        jwks=MappingProxyType(dict(jwks or {})),
     )
 
 

@@ -38,6 +38,8 @@ class Snapshot:
     authorization_policies: tuple[AuthorizationPolicy, ...] = ()
     request_authentications: tuple[RequestAuthentication, ...] = ()
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    # JWKS documents the control plane fetched, by jwksUri (RequestAuthentication).
+    jwks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def service(self, hostname: str) -> Service | None:
         return self.services.get(hostname)

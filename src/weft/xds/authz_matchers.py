@@ -90,7 +90,7 @@ logger = logging.getLogger("weft.xds.authz")
 
 
 class SkipRule(Exception):
-    """The rule cannot be enforced on this listener and, for its action, must match nothing."""
+    """The rule needs what this listener cannot see (HTTP fields on TCP): leave it out."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class RuleContext:
     port: int
     tcp: bool = False
     widen_unsupported: bool = False
-    policy: str = ""
+    rule_name: str = ""  # for log lines
 
 
 def values_condition(
@@ -126,7 +126,7 @@ def values_condition(
         if ctx.widen_unsupported:
             logger.warning(
                 "%s: %s applies to HTTP only; ignored on TCP port %d, so the rule matches more",
-                ctx.policy,
+                ctx.rule_name,
                 key,
                 ctx.port,
             )

@@ -8,6 +8,7 @@ from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
 from weft.registry.model import TLS_MODE_LABEL, Endpoint
+from weft.snapshot.policies import peer_mode
 from weft.snapshot.snapshot import Snapshot
 from weft.xds import names
 from weft.xds.policy import subset_labels
@@ -41,7 +42,11 @@ def load_assignment(
         target = ep.target_port(port)
         if target is None or not ep.healthy or not ep.matches(selector):
             continue
-        by_locality.setdefault(ep.locality, []).append(_lb_endpoint(ep, target))
+        # Auto mTLS reaches sidecars, except where their PeerAuthentication disables it.
+        mtls = ep.labels.get(TLS_MODE_LABEL) == TLS_MODE_ISTIO and (
+            peer_mode(snap, ep.namespace, ep.labels, port) != "DISABLE"
+        )
+        by_locality.setdefault(ep.locality, []).append(_lb_endpoint(ep, target, mtls))
         weights[ep.locality] = weights.get(ep.locality, 0) + max(ep.weight, 1)
     for locality in sorted(by_locality):
         region, zone, subzone = ([*locality.split("/"), "", ""])[:3]
@@ -56,7 +61,7 @@ def load_assignment(
     return assignment
 
 
-def _lb_endpoint(ep: Endpoint, port: int) -> endpoint_components_pb2.LbEndpoint:
+def _lb_endpoint(ep: Endpoint, port: int, mtls: bool) -> endpoint_components_pb2.LbEndpoint:
     lb = endpoint_components_pb2.LbEndpoint(
         endpoint=endpoint_components_pb2.Endpoint(
             address=address_pb2.Address(
@@ -66,7 +71,7 @@ def _lb_endpoint(ep: Endpoint, port: int) -> endpoint_components_pb2.LbEndpoint:
         health_status=health_check_pb2.HEALTHY,
         load_balancing_weight=u32(max(ep.weight, 1)),
     )
-    if ep.labels.get(TLS_MODE_LABEL) == TLS_MODE_ISTIO:
+    if mtls:
         # Selects the cluster's mTLS transport socket for this endpoint (auto mTLS).
         lb.metadata.filter_metadata[TRANSPORT_SOCKET_MATCH].update({TLS_MODE_KEY: TLS_MODE_ISTIO})
     return lb

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from envoy.config.core.v3 import address_pb2, base_pb2, protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -14,9 +16,16 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
+from weft.snapshot.policies import (
+    authorization_policies_for,
+    peer_mode,
+    request_authentications_for,
+)
 from weft.snapshot.proxy import InboundPort, Proxy
 from weft.snapshot.snapshot import Snapshot
 from weft.xds import names
+from weft.xds.authn import jwt_authn_filter
+from weft.xds.authz import http_rbac_filters, network_rbac_filters
 from weft.xds.cds import ads_source
 from weft.xds.protos import boolean, duration, pack
 from weft.xds.routes import FAULT_FILTER
@@ -29,8 +38,42 @@ TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB", "UNKNOWN"})
 
 
+@dataclass(frozen=True)
+class InboundPolicy:
+    """Security for one inbound port: peer mTLS mode and the filters that enforce policy."""
+
+    mode: str = "PERMISSIVE"
+    http_filters: tuple[hcm.HttpFilter, ...] = ()
+    network_filters: tuple[listener_components_pb2.Filter, ...] = ()
+
+
+def inbound_policy(proxy: Proxy, port: InboundPort, snap: Snapshot) -> InboundPolicy:
+    """PeerAuthentication, RequestAuthentication and AuthorizationPolicy for a port.
+
+    Policies name ports by the service port (9080 for Bookinfo), the number clients use; the
+    sidecar and the app listen on ports of their own in local mode.
+    """
+    trust_domain = snap.mesh.trust_domain
+    mode = peer_mode(snap, proxy.namespace, proxy.labels, port.service_port)
+    authz = authorization_policies_for(snap, proxy.namespace, proxy.labels)
+    if port.protocol not in HTTP_PROTOCOLS:
+        return InboundPolicy(
+            mode, network_filters=tuple(network_rbac_filters(authz, trust_domain, port.service_port))
+        )
+    filters: list[hcm.HttpFilter] = []
+    jwt = jwt_authn_filter(
+        request_authentications_for(snap, proxy.namespace, proxy.labels), snap.jwks
+    )
+    if jwt is not None:
+        filters.append(jwt)
+    filters += http_rbac_filters(authz, trust_domain, port.service_port, mesh=snap.mesh)
+    return InboundPolicy(mode, http_filters=tuple(filters))
+
+
 def generate_listeners(proxy: Proxy, snap: Snapshot) -> list[listener_pb2.Listener]:
-    listeners = [inbound_listener(proxy, port) for port in proxy.inbound]
+    listeners = [
+        inbound_listener(proxy, port, inbound_policy(proxy, port, snap)) for port in proxy.inbound
+    ]
     if proxy.proxy_port:
         listeners.append(http_proxy_listener(proxy))
     return listeners
@@ -78,7 +121,7 @@ def http_proxy_listener(proxy: Proxy) -> listener_pb2.Listener:
 
 
 def inbound_listener(
-    proxy: Proxy, port: InboundPort, mode: str = "PERMISSIVE", trust_domain: str = "cluster.local"
+    proxy: Proxy, port: InboundPort, policy: InboundPolicy | None = None
 ) -> listener_pb2.Listener:
     """Traffic from the mesh for one workload port, handed to the app on 127.0.0.1.
 
@@ -86,16 +129,18 @@ def inbound_listener(
     mTLS and plaintext on the same port, DISABLE plaintext only. A proxy whose agent serves
     no certificate takes plaintext only.
     """
+    policy = policy or InboundPolicy()
+    mode = policy.mode
     listener = listener_pb2.Listener(
         name=names.inbound_listener(proxy.ip, port.inbound_port),
         address=_address(proxy.ip, port.inbound_port),
         traffic_direction=base_pb2.INBOUND,
     )
     if not proxy.sds or mode == "DISABLE":
-        listener.filter_chains.append(_inbound_chain(port, mtls=False))
+        listener.filter_chains.append(_inbound_chain(port, policy, mtls=False))
         return listener
-    tls_chain = _inbound_chain(port, mtls=True)
-    tls_chain.transport_socket.CopyFrom(inbound_mtls(trust_domain))
+    tls_chain = _inbound_chain(port, policy, mtls=True)
+    tls_chain.transport_socket.CopyFrom(inbound_mtls())
     if mode == "STRICT":
         listener.filter_chains.append(tls_chain)
         return listener
@@ -107,29 +152,36 @@ def inbound_listener(
     )
     tls_chain.filter_chain_match.transport_protocol = "tls"
     tls_chain.filter_chain_match.application_protocols.append(MESH_ALPN)
-    plain = _inbound_chain(port, mtls=False)
+    plain = _inbound_chain(port, policy, mtls=False)
     plain.filter_chain_match.transport_protocol = "raw_buffer"
     listener.filter_chains.extend([tls_chain, plain])
     return listener
 
 
-def _inbound_chain(port: InboundPort, mtls: bool) -> listener_components_pb2.FilterChain:
+def _inbound_chain(
+    port: InboundPort, policy: InboundPolicy, mtls: bool
+) -> listener_components_pb2.FilterChain:
     cluster = names.inbound_cluster(port.service_port)
+    filters: list[listener_components_pb2.Filter] = []
     if port.protocol in HTTP_PROTOCOLS:
-        filter_ = listener_components_pb2.Filter(
-            name=HCM_FILTER, typed_config=pack(_inbound_hcm(port, cluster, mtls))
-        )
+        manager = _inbound_hcm(port, cluster, mtls, policy.http_filters)
+        filters.append(listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(manager)))
     else:
-        filter_ = listener_components_pb2.Filter(
-            name=TCP_PROXY_FILTER,
-            typed_config=pack(tcp_proxy_pb2.TcpProxy(stat_prefix=cluster, cluster=cluster)),
+        filters += policy.network_filters
+        filters.append(
+            listener_components_pb2.Filter(
+                name=TCP_PROXY_FILTER,
+                typed_config=pack(tcp_proxy_pb2.TcpProxy(stat_prefix=cluster, cluster=cluster)),
+            )
         )
     return listener_components_pb2.FilterChain(
-        name="mtls" if mtls else "plaintext", filters=[filter_]
+        name="mtls" if mtls else "plaintext", filters=filters
     )
 
 
-def _inbound_hcm(port: InboundPort, cluster: str, mtls: bool) -> hcm.HttpConnectionManager:
+def _inbound_hcm(
+    port: InboundPort, cluster: str, mtls: bool, http_filters: tuple[hcm.HttpFilter, ...] = ()
+) -> hcm.HttpConnectionManager:
     route_config = route_pb2.RouteConfiguration(
         name=cluster,
         validate_clusters=boolean(False),
@@ -151,7 +203,7 @@ def _inbound_hcm(port: InboundPort, cluster: str, mtls: bool) -> hcm.HttpConnect
         stat_prefix=f"inbound_{port.service_port}",
         codec_type=hcm.HttpConnectionManager.AUTO,
         route_config=route_config,
-        http_filters=[_router()],
+        http_filters=[*http_filters, _router()],  # policy filters run before the router
         use_remote_address=boolean(False),
         normalize_path=boolean(True),
         stream_idle_timeout=duration(0),

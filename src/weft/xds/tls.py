@@ -83,10 +83,11 @@ def _mesh_common(sans: Iterable[str], alpn: list[str]) -> tls_pb2.CommonTlsConte
     )
 
 
-def inbound_mtls(trust_domain: str) -> base_pb2.TransportSocket:
-    """Server side of mesh mTLS: a client cert from the mesh CA is required."""
-    # Any workload of the trust domain may connect; authorization policy narrows it down.
-    del trust_domain
+def inbound_mtls() -> base_pb2.TransportSocket:
+    """Server side of mesh mTLS: a client cert from the mesh CA is required.
+
+    Any workload the mesh CA vouches for may connect; AuthorizationPolicy narrows that down.
+    """
     context = tls_pb2.DownstreamTlsContext(
         common_tls_context=_mesh_common((), ["h2", "http/1.1"]),
         require_client_certificate=boolean(True),
