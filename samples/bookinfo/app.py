@@ -172,6 +172,10 @@ class Bookinfo:
         segments = [segment for segment in parts.path.split("/") if segment]
         if segments == ["health"]:
             return 200, {"status": "ok"}, {}
+        if segments == ["headers"]:
+            # What arrived, as the app sees it: shows the caller's identity forwarded by the
+            # sidecar in x-forwarded-client-cert.
+            return 200, {"headers": dict(headers)}, {}
         if self.service == "productpage" and segments == ["productpage"]:
             return self.productpage(query, outbound)
         if len(segments) == 2 and segments[0] == self.service and self.service != "productpage":

@@ -7,12 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from weft.agent.sds import sds_cluster
 from weft.snapshot.proxy import (
+    META_ADMIN_PORT,
     META_INBOUND,
     META_INSTANCE_IPS,
     META_LABELS,
     META_NAMESPACE,
     META_PROXY_PORT,
+    META_SDS,
     META_SERVICE,
     META_SERVICE_ACCOUNT,
     META_WORKLOAD,
@@ -35,6 +38,8 @@ class SidecarIdentity:
     ip: str = "127.0.0.1"
     proxy_port: int | None = None
     inbound: tuple[InboundPort, ...] = ()
+    sds_socket: str | None = None  # the agent serves certificates here: mesh mTLS on
+    admin_port: int | None = None
 
     @property
     def node_id(self) -> str:
@@ -52,6 +57,10 @@ class SidecarIdentity:
         }
         if self.proxy_port is not None:
             meta[META_PROXY_PORT] = str(self.proxy_port)
+        if self.sds_socket is not None:
+            meta[META_SDS] = "true"
+        if self.admin_port is not None:
+            meta[META_ADMIN_PORT] = str(self.admin_port)
         return meta
 
 
@@ -112,6 +121,7 @@ def sidecar_bootstrap(
         },
         "static_resources": {
             "clusters": [
+                *([sds_cluster(identity.sds_socket)] if identity.sds_socket else []),
                 {
                     "name": XDS_CLUSTER,
                     "type": "STATIC" if _is_ip(xds_host) else "STRICT_DNS",
@@ -147,7 +157,7 @@ def sidecar_bootstrap(
                             },
                         }
                     },
-                }
+                },
             ]
         },
     }

@@ -22,6 +22,7 @@ class Registrar:
         self._client: aiohttp.ClientSession | None = None
         self._last_complaint = ""
         self.registered = False
+        self.refused = False  # the control plane answered and said no: waiting will not help
 
     def _complain(self, message: str) -> None:
         # Retries are frequent: say each distinct problem once, not on every attempt.
@@ -45,6 +46,7 @@ class Registrar:
                 f"{self._base}/v1/workloads", json=self._registration
             ) as resp:
                 if resp.status != 200:
+                    self.refused = resp.status < 500
                     self._complain(f"registration refused ({resp.status}): {await resp.text()}")
                     return None
                 answer: dict[str, Any] = await resp.json()
@@ -69,6 +71,9 @@ class Registrar:
                 if resp.status == 404:
                     self.registered = False
                     return await self.register()
+                if resp.status == 200:
+                    answer: dict[str, Any] = await resp.json()
+                    return answer
         except (aiohttp.ClientError, TimeoutError):
             pass  # the control plane is away; proxies keep their config meanwhile
         return None

@@ -18,10 +18,13 @@ from typing import Any
 
 from weft.agent.bootstrap import SidecarIdentity, sidecar_bootstrap
 from weft.agent.envoy import EnvoyProcess
+from weft.agent.mesh_identity import MeshIdentity
 from weft.agent.ports import free_port
 from weft.agent.registration import Registrar, probe_http, probe_tcp
 from weft.errors import ProxyError
+from weft.registry.model import TLS_MODE_LABEL
 from weft.snapshot.proxy import InboundPort
+from weft.xds.tls import TLS_MODE_ISTIO
 
 log = logging.getLogger("weft.agent")
 
@@ -50,11 +53,15 @@ class RunOptions:
     envoy_log_level: str = "warning"
     workload_name: str | None = None
     group: str | None = None
+    mtls: bool = True
 
     def resolved_labels(self) -> dict[str, str]:
         labels = {"app": self.service, **self.labels}
         if self.version:
             labels.setdefault("version", self.version)
+        if self.mtls:
+            # As on an injected pod: this workload's sidecar takes mesh mTLS (auto mTLS).
+            labels.setdefault(TLS_MODE_LABEL, TLS_MODE_ISTIO)
         return labels
 
 
@@ -97,10 +104,14 @@ class Workload:
             registration["group"] = opts.group
         self.registrar = Registrar(opts.admin[0], opts.admin[1], registration)
         self.envoy: EnvoyProcess | None = None
+        self.mesh_identity: MeshIdentity | None = None
         self.app: asyncio.subprocess.Process | None = None
 
     def identity(self) -> SidecarIdentity:
+        sds = self.mesh_identity
         return SidecarIdentity(
+            sds_socket=str(sds.socket_path) if sds is not None else None,
+            admin_port=self.admin_port,
             workload=self.name,
             namespace=self.opts.namespace,
             service=self.opts.service,
@@ -166,9 +177,10 @@ class Workload:
         try:
             # Registering first lets a WorkloadGroup decide labels and identity; if the
             # control plane is away, the flags decide and registration is retried.
-            answer = await self.registrar.register()
+            answer = await self._register_at_start()
             if answer is not None:
                 self.adopt(answer)
+                await self._start_mesh_identity(answer)
             self.envoy = EnvoyProcess(
                 sidecar_bootstrap(self.identity(), *self.opts.xds, self.admin_port),
                 self.work_dir,
@@ -198,12 +210,37 @@ class Workload:
                 loop.remove_signal_handler(sig)
             await self._cleanup()
 
+    async def _register_at_start(self, patience: float = 20.0) -> dict[str, Any] | None:
+        """Registration gives the identity and CA details; wait a little for a starting
+        control plane, then go on without (the heartbeat keeps trying)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while True:
+            answer = await self.registrar.register()
+            if answer is not None or loop.time() >= deadline or self.registrar.refused:
+                return answer
+            await asyncio.sleep(0.5)
+
+    async def _start_mesh_identity(self, answer: Mapping[str, Any]) -> None:
+        if not self.opts.mtls or "caAddress" not in answer:
+            return
+        identity = MeshIdentity(answer, self.work_dir)
+        try:
+            await identity.start()
+        except ProxyError as e:
+            log.error("%s: no mesh identity, plaintext only: %s", self.name, e)
+            await identity.stop()
+            return
+        self.mesh_identity = identity
+
     async def _heartbeat(self) -> None:
         while True:
             healthy = await self.probe()
             answer = await self.registrar.report(healthy)
             if answer is not None:
                 self.adopt(answer)
+                if self.mesh_identity is not None:
+                    self.mesh_identity.update(answer)
             await asyncio.sleep(HEARTBEAT_INTERVAL if healthy else 0.2)
 
     async def _shutdown(self, app_exited: bool) -> int:
@@ -238,6 +275,8 @@ class Workload:
         await self._stop_app()
         if self.envoy is not None:
             await self.envoy.stop()
+        if self.mesh_identity is not None:
+            await self.mesh_identity.stop()
         await self.registrar.close()
         if self._own_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)

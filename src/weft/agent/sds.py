@@ -1,7 +1,7 @@
 """SDS for the workload's own Envoy, on a Unix socket: its key and chain, and the root bundle.
 
-Envoy asks by name, as from Istio's agent: `default` (key and chain) and `ROOTCA` (roots).
-State of the world; every change of certificate or bundle is pushed to every stream.
+Envoy asks by name, with the names Istio's agent uses: `default` (key and chain) and `ROOTCA`
+(roots). State of the world; every change of certificate or bundle is pushed to every stream.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ _STOP_GRACE_S = 0.5
 _WAKE = object()
 
 
-def secrets(
+def secret_resources(
     key_pem: str | None, chain: list[str], bundle: list[str]
 ) -> dict[str, secret_pb2.Secret]:
     """The secrets there is content for now, by name."""
@@ -106,7 +106,7 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
     def current(self) -> dict[str, secret_pb2.Secret]:
         issued = self._certs.current()
         key, chain = issued if issued is not None else (None, [])
-        return secrets(key, chain, self._certs.trust_bundle())
+        return secret_resources(key, chain, self._certs.trust_bundle())
 
     def synced(self) -> bool:
         """Whether every stream has accepted exactly what it would be sent now."""

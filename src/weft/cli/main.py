@@ -142,6 +142,12 @@ def control_plane(
 )
 @click.option("--probe-path", help="HTTP readiness path (default: TCP connect to --port).")
 @click.option("--group", help="WorkloadGroup to register from (its labels, identity, probe).")
+@click.option(
+    "--mtls/--no-mtls",
+    default=True,
+    show_default=True,
+    help="Get a workload certificate and take part in mesh mTLS.",
+)
 @click.option("--drain-seconds", default=1.0, show_default=True)
 @click.option(
     "--log-level",
@@ -154,7 +160,7 @@ def run(
     service: str, namespace: str, version_: str, service_account: str, labels: tuple[str, ...],
     app_port: int, service_port: int | None, inbound_port: int | None, proxy_port: int | None,
     admin_port: int | None, protocol: str, probe_path: str | None, group: str | None,
-    drain_seconds: float,
+    mtls: bool, drain_seconds: float,
     log_level: str, command: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Run COMMAND as a mesh workload with its own Envoy sidecar.
@@ -196,6 +202,7 @@ def run(
             admin=admin,
             drain_seconds=drain_seconds,
             group=group,
+            mtls=mtls,
         )
     )
     sys.exit(code)

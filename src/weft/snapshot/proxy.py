@@ -17,6 +17,7 @@ META_INSTANCE_IPS = "INSTANCE_IPS"
 META_PROXY_PORT = "WEFT_PROXY_PORT"
 META_INBOUND = "WEFT_INBOUND"
 META_SERVICE = "WEFT_SERVICE"
+META_ADMIN_PORT = "WEFT_ADMIN_PORT"  # Envoy's admin port, for `weft proxy-config secret`
 META_SDS = "WEFT_SDS"  # the agent serves certificates over SDS: mesh mTLS is possible
 
 
@@ -55,6 +56,7 @@ class Proxy:
     inbound: tuple[InboundPort, ...] = ()
     kind: Literal["sidecar", "router"] = "sidecar"
     sds: bool = False
+    admin_port: int | None = None  # not a generator input: left out of config_key
 
     def config_key(self) -> tuple[object, ...]:
         """Everything about this proxy that generated config may depend on (for caching)."""
@@ -107,6 +109,7 @@ def proxy_from_node(node_id: str, metadata: Mapping[str, Any]) -> Proxy:
         inbound=inbound,
         kind="router" if node_id.startswith("router~") else "sidecar",
         sds=str(metadata.get(META_SDS, "")).lower() == "true",
+        admin_port=_as_int(metadata.get(META_ADMIN_PORT)),
     )
 
 

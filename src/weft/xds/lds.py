@@ -58,7 +58,8 @@ def inbound_policy(proxy: Proxy, port: InboundPort, snap: Snapshot) -> InboundPo
     authz = authorization_policies_for(snap, proxy.namespace, proxy.labels)
     if port.protocol not in HTTP_PROTOCOLS:
         return InboundPolicy(
-            mode, network_filters=tuple(network_rbac_filters(authz, trust_domain, port.service_port))
+            mode,
+            network_filters=tuple(network_rbac_filters(authz, trust_domain, port.service_port)),
         )
     filters: list[hcm.HttpFilter] = []
     jwt = jwt_authn_filter(
