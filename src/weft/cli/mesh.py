@@ -239,7 +239,19 @@ class LocalMesh:
                 if name != "EDS" or t["sent"]
             )
 
-        await self.until(synced, timeout, "every proxy to ACK the latest config")
+        try:
+            await self.until(synced, timeout, "every proxy to ACK the latest config")
+        except WeftError as e:
+            behind = [
+                f"{p['workload']} {name} {t['status']}" + (f" ({t['nack']})" if t["nack"] else "")
+                for p in state.get("proxies", [])
+                for name, t in p["types"].items()
+                if t["status"] != "SYNCED"
+            ]
+            raise WeftError(
+                f"{e}: snapshot {state.get('snapshot')}, pending={state.get('pending')}, "
+                f"{len(state.get('proxies', []))} proxies; not synced: {behind or 'none'}"
+            ) from None
         return int(state["snapshot"])
 
     async def snapshot_version(self) -> int:
