@@ -85,7 +85,6 @@ async def _value(result: bool | Awaitable[bool]) -> bool:
 class CaServer:
     def __init__(self, ca: SigningCa) -> None:
         self.ca = ca
-        self.port = free_port()
         self.requests: list[tuple[str, int]] = []
         key, cert = ca.serving_cert(DEFAULT_SERVER_NAME)
         self._server = grpc.aio.server()
@@ -98,7 +97,7 @@ class CaServer:
             (grpc.method_handlers_generic_handler(proto.SERVICE, {"CreateCertificate": handler}),)
         )
         credentials = grpc.ssl_server_credentials([(key.encode(), cert.encode())])
-        self._server.add_secure_port(f"{HOST}:{self.port}", credentials)
+        self.port = self._server.add_secure_port(f"{HOST}:0", credentials)
 
     async def _create(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         header = dict(context.invocation_metadata()).get("authorization", "")
@@ -193,7 +192,8 @@ class Harness:
         return agent
 
     async def envoy(self, bootstrap: dict[str, Any]) -> EnvoyProcess:
-        envoy = EnvoyProcess(bootstrap, self.tmp_path / f"envoy-{len(self.envoys)}", free_port())
+        # Admin port 0: Envoy picks one and EnvoyProcess reads it back, so it cannot clash.
+        envoy = EnvoyProcess(bootstrap, self.tmp_path / f"envoy-{len(self.envoys)}", 0)
         self.envoys.append(envoy)
         await envoy.start(timeout=15, live=True)
         return envoy
@@ -617,7 +617,7 @@ async def test_envoy_waits_for_its_certificate_while_the_ca_is_down(
     agent = Agent(certs, sds, asyncio.create_task(certs.run()))
     harness.agents.append(agent)
     envoy = EnvoyProcess(
-        server_bootstrap(free_port(), echo_app, sds), harness.tmp_path / "envoy", free_port()
+        server_bootstrap(free_port(), echo_app, sds), harness.tmp_path / "envoy", 0
     )
     harness.envoys.append(envoy)
     await envoy.start(timeout=15)

@@ -12,6 +12,7 @@ from typing import Any
 from weft.agent.caclient import CaClient
 from weft.agent.certs import WorkloadCertificates
 from weft.agent.sds import SdsServer
+from weft.ca.identity import fingerprint
 from weft.controlplane.address import parse_host_port
 
 log = logging.getLogger("weft.agent")
@@ -40,6 +41,7 @@ class MeshIdentity:
         self.certs = WorkloadCertificates(self.spiffe_id, self.client.create_certificate, **kwargs)
         self.sds = SdsServer(self.certs, work_dir / "sds.sock")
         self._task: asyncio.Task[None] | None = None
+        self._early_renewal: asyncio.Task[object] | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -56,8 +58,19 @@ class MeshIdentity:
             return False
         return True
 
+    def cert_root(self) -> str | None:
+        """Fingerprint of the root the current certificate chains to (reported in heartbeats)."""
+        issued = self.certs.certificate
+        if issued is None or issued.root is None:
+            return None
+        return fingerprint(issued.root)
+
     def update(self, answer: Mapping[str, Any]) -> None:
-        """A heartbeat answer: a fresh credential, and the trust bundle (root rotation)."""
+        """A heartbeat answer: a fresh credential, the trust bundle, and the signing root.
+
+        During a root rotation the bundle grows to both roots first; once the new root signs,
+        a certificate from the old one is renewed at once rather than at half-life.
+        """
         if answer.get("credential"):
             self._token = str(answer["credential"])
         bundle = list(answer.get("trustBundle") or [])
@@ -66,8 +79,22 @@ class MeshIdentity:
             self._bundle = bundle
             self.certs.set_trust_bundle(bundle)
             self.client.update_roots(bundle)
+        signing = answer.get("signingRoot")
+        current = self.cert_root()
+        renewing = self._early_renewal is not None and not self._early_renewal.done()
+        if signing and current and signing != current and not renewing:
+            log.info("the CA signs with a new root: renewing the workload certificate now")
+            self._early_renewal = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        try:
+            await self.certs.renew()
+        except Exception as e:  # the regular schedule retries; say why this one failed
+            log.warning("early renewal failed: %s", e)
 
     async def stop(self) -> None:
+        if self._early_renewal is not None:
+            self._early_renewal.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -59,14 +59,17 @@ class Registrar:
         self.registered = True
         return answer
 
-    async def report(self, healthy: bool) -> dict[str, Any] | None:
+    async def report(
+        self, healthy: bool, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         """A heartbeat; re-registers (returning the answer) when the control plane forgot us."""
         self._registration["healthy"] = healthy
         if not self.registered:
             return await self.register()
         try:
             async with self._session.put(
-                f"{self._base}/v1/workloads/{self._name}/health", json={"healthy": healthy}
+                f"{self._base}/v1/workloads/{self._name}/health",
+                json={"healthy": healthy, **(extra or {})},
             ) as resp:
                 if resp.status == 404:
                     self.registered = False

@@ -54,6 +54,7 @@ class RunOptions:
     workload_name: str | None = None
     group: str | None = None
     mtls: bool = True
+    cert_ttl: float | None = None  # requested workload certificate lifetime (seconds)
 
     def resolved_labels(self) -> dict[str, str]:
         labels = {"app": self.service, **self.labels}
@@ -224,7 +225,7 @@ class Workload:
     async def _start_mesh_identity(self, answer: Mapping[str, Any]) -> None:
         if not self.opts.mtls or "caAddress" not in answer:
             return
-        identity = MeshIdentity(answer, self.work_dir)
+        identity = MeshIdentity(answer, self.work_dir, self.opts.cert_ttl)
         try:
             await identity.start()
         except ProxyError as e:
@@ -236,7 +237,10 @@ class Workload:
     async def _heartbeat(self) -> None:
         while True:
             healthy = await self.probe()
-            answer = await self.registrar.report(healthy)
+            extra = {}
+            if self.mesh_identity is not None and (root := self.mesh_identity.cert_root()):
+                extra["certRoot"] = root
+            answer = await self.registrar.report(healthy, extra)
             if answer is not None:
                 self.adopt(answer)
                 if self.mesh_identity is not None:

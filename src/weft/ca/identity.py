@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -62,3 +63,12 @@ class SpiffeId:
             return cls(trust_domain, parts[1], parts[3])
         except ValueError as e:
             raise ValueError(f"not a workload SPIFFE ID: {uri!r}: {e}") from None
+
+
+def fingerprint(pem: str) -> str:
+    """A short, stable name for a certificate: the start of the SHA-256 of its DER."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()[:16]

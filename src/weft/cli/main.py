@@ -143,6 +143,10 @@ def control_plane(
 @click.option("--probe-path", help="HTTP readiness path (default: TCP connect to --port).")
 @click.option("--group", help="WorkloadGroup to register from (its labels, identity, probe).")
 @click.option(
+    "--cert-ttl",
+    help="Workload certificate lifetime to ask for, e.g. 24h, 30m (default: the CA's, 24h).",
+)
+@click.option(
     "--mtls/--no-mtls",
     default=True,
     show_default=True,
@@ -160,7 +164,7 @@ def run(
     service: str, namespace: str, version_: str, service_account: str, labels: tuple[str, ...],
     app_port: int, service_port: int | None, inbound_port: int | None, proxy_port: int | None,
     admin_port: int | None, protocol: str, probe_path: str | None, group: str | None,
-    mtls: bool, drain_seconds: float,
+    cert_ttl: str | None, mtls: bool, drain_seconds: float,
     log_level: str, command: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Run COMMAND as a mesh workload with its own Envoy sidecar.
@@ -170,6 +174,7 @@ def run(
       weft run --service reviews --version v2 --port 9082 --service-port 9080 -- python app.py
     """
     from weft.agent.run import RunOptions, run_workload
+    from weft.api.durations import parse_duration
     from weft.controlplane.address import admin_address, xds_address
 
     _setup_logging(log_level)
@@ -181,7 +186,8 @@ def run(
         parsed[key] = value
     try:
         xds, admin = xds_address(), admin_address()
-    except WeftError as e:
+        ttl = parse_duration(cert_ttl) if cert_ttl else None
+    except (WeftError, ValueError) as e:
         _fail(str(e))
     code = run_workload(
         RunOptions(
@@ -203,6 +209,7 @@ def run(
             drain_seconds=drain_seconds,
             group=group,
             mtls=mtls,
+            cert_ttl=ttl,
         )
     )
     sys.exit(code)
@@ -308,7 +315,7 @@ _PROXY_CONFIG_TYPES = {"clusters": "CDS", "endpoints": "EDS", "listeners": "LDS"
 
 
 @cli.command("proxy-config")
-@click.argument("kind", type=click.Choice([*_PROXY_CONFIG_TYPES, "all"]))
+@click.argument("kind", type=click.Choice([*_PROXY_CONFIG_TYPES, "secret", "all"]))
 @click.argument("proxy")
 @click.option("-o", "--output", type=click.Choice(["short", "json"]), default="short")
 def proxy_config(kind: str, proxy: str, output: str) -> None:
@@ -318,6 +325,11 @@ def proxy_config(kind: str, proxy: str, output: str) -> None:
 
     try:
         dump = AdminClient().config_dump(proxy)
+        if kind == "secret":
+            from weft.cli.secrets import print_secrets
+
+            print_secrets(dump, output)
+            return
     except WeftError as e:
         _fail(str(e))
     kinds = list(_PROXY_CONFIG_TYPES) if kind == "all" else [kind]
@@ -361,6 +373,44 @@ def workloads(output: str) -> None:
             meta["annotations"].get("istio.io/autoRegistrationGroup", ""),
         )
     table_console().print(table)
+
+
+@cli.group("ca")
+def ca() -> None:
+    """The mesh's certificate authority: status and root rotation."""
+
+
+@ca.command("status")
+def ca_status() -> None:
+    """The CA's mode, trust domain, roots and rotation phase."""
+    from weft.controlplane.client import AdminClient
+
+    try:
+        click.echo(json.dumps(AdminClient().request("GET", "/v1/ca"), indent=2))
+    except WeftError as e:
+        _fail(str(e))
+
+
+@ca.command("rotate-root")
+@click.argument("step", type=click.Choice(["begin", "activate", "finish"]))
+@click.option("--force", is_flag=True, help="Finish even if some workloads still hold old certs.")
+def ca_rotate_root(step: str, force: bool) -> None:
+    """Rotate the self-signed root with no broken connection, in three steps:
+
+    begin (workloads trust old and new roots), activate (the new root signs; workloads renew
+    at once), finish (the old root is no longer trusted).
+    """
+    from weft.controlplane.client import AdminClient
+
+    body = json.dumps({"step": step, "force": force}).encode()
+    try:
+        status = AdminClient().request("POST", "/v1/ca/rotate", body)
+    except WeftError as e:
+        _fail(str(e))
+    click.echo(f"root rotation: {step} done; phase {status.get('rotation_phase')}")
+    behind = status.get("workloadsOnOldRoots") or []
+    if behind:
+        click.echo(f"{len(behind)} workload(s) still on the old root: {', '.join(behind)}")
 
 
 @cli.command("demo")

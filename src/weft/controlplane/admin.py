@@ -10,7 +10,7 @@ from google.protobuf import json_format
 
 from weft import __version__
 from weft.api.loader import load_yaml
-from weft.errors import ConfigError
+from weft.errors import ConfigError, WeftError
 from weft.registry.groups import find_group, from_group, group_probe
 from weft.registry.local import Workload
 from weft.xds import types
@@ -114,6 +114,8 @@ async def report(request: web.Request) -> web.Response:
     ns, name = request.match_info["namespace"], request.match_info["name"]
     body = await request.json()
     cp = _cp(request)
+    if body.get("certRoot"):
+        cp.citadel.cert_roots[(ns, name)] = str(body["certRoot"])
     try:
         cp.registry.report(ns, name, bool(body.get("healthy", True)))
     except KeyError:
@@ -126,6 +128,7 @@ async def report(request: web.Request) -> web.Response:
 async def deregister(request: web.Request) -> web.Response:
     ns, name = request.match_info["namespace"], request.match_info["name"]
     removed = _cp(request).registry.deregister(ns, name)
+    _cp(request).citadel.cert_roots.pop((ns, name), None)
     return web.json_response({"removed": removed})
 
 
@@ -161,7 +164,7 @@ async def config_dump(request: web.Request) -> web.Response:
         names = ", ".join(sorted(c.proxy.id for c in cp.ads.connections.values())) or "none"
         return _error(404, f"no connected proxy matches {request.query.get('proxy')!r} ({names})")
     config = cp.ads.config_for(conn.proxy)
-    dump: dict[str, Any] = {"proxy": conn.proxy.id}
+    dump: dict[str, Any] = {"proxy": conn.proxy.id, "adminPort": conn.proxy.admin_port}
     for type_url in types.PUSH_ORDER:
         resources = config[type_url]
         dump[types.short_name(type_url)] = {
@@ -183,6 +186,21 @@ def _unpack(any_: Any) -> Any:
     return msg
 
 
+async def ca_status(request: web.Request) -> web.Response:
+    return web.json_response(_cp(request).citadel.status())
+
+
+async def ca_rotate(request: web.Request) -> web.Response:
+    body = await request.json()
+    try:
+        status = _cp(request).citadel.rotate_root(
+            str(body.get("step", "")), force=bool(body.get("force"))
+        )
+    except WeftError as e:
+        return _error(409, str(e))
+    return web.json_response(status)
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = _cp(request).metrics.render()
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
@@ -201,4 +219,6 @@ def admin_app(cp: ControlPlane) -> web.Application:
     app.router.add_get("/debug/syncz", syncz)
     app.router.add_get("/debug/config_dump", config_dump)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/ca", ca_status)
+    app.router.add_post("/v1/ca/rotate", ca_rotate)
     return app

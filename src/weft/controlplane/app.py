@@ -72,6 +72,7 @@ class ControlPlane:
             jwks=self.jwks.documents(),
         )
         self.jwks.watch(jwks_uris(snap.request_authentications))
+        self.citadel.forget_except({(w.namespace, w.name) for w in self.registry.workloads()})
         self.metrics.config_errors.set(len(self.store.problems()))
         try:
             self.ads.push(snap)
