@@ -25,7 +25,6 @@ from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.secret.v3 import sds_pb2_grpc
 from google.rpc import status_pb2
 
-from weft.agent import envoy as envoy_module
 from weft.agent.caclient import DEFAULT_SERVER_NAME, CaClient, CaRefused, CaUnavailable
 from weft.agent.certs import Signer, WorkloadCertificates
 from weft.agent.envoy import EnvoyProcess
@@ -65,14 +64,6 @@ async def eventually(
         if loop.time() >= deadline:
             raise AssertionError(f"{what} did not happen within {timeout}s")
         await asyncio.sleep(0.02)
-
-
-@pytest.fixture(autouse=True)
-def no_python_in_forked_children(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Start Envoy without a preexec_fn: this process runs gRPC, and with gRPC's fork support
-    on (its default) about 1 child in 20 crashed between fork and exec (SIGSEGV, nothing
-    logged). The fixtures stop every Envoy, so the parent-death signal is not needed here."""
-    monkeypatch.setattr(envoy_module, "_parent_death_hook", lambda: None)
 
 
 async def _value(result: bool | Awaitable[bool]) -> bool:

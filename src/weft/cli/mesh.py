@@ -254,6 +254,15 @@ class LocalMesh:
             ) from None
         return int(state["snapshot"])
 
+    async def ca_rotate(self, step: str, force: bool = False) -> dict[str, Any]:
+        async with self.session.post(
+            f"{self.admin_url}/v1/ca/rotate", json={"step": step, "force": force}
+        ) as resp:
+            body: dict[str, Any] = await resp.json()
+            if resp.status != 200:
+                raise WeftError(body.get("error", str(body)))
+            return body
+
     async def snapshot_version(self) -> int:
         return int((await self.syncz())["snapshot"])
 
