@@ -23,7 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-SERVICES = ("productpage", "details", "reviews", "ratings")
+# `sleep` serves nothing of its own: it is a client inside the mesh, as Istio's sample is.
+BOOK_PARTS = ("details", "reviews", "ratings")
+SERVICES = ("productpage", "details", "reviews", "ratings", "sleep")
 SERVICE_PORT = 9080
 OUTBOUND_TIMEOUT_S = 2.0
 RATINGS_UNAVAILABLE = "Ratings service is currently unavailable"
@@ -178,7 +180,7 @@ class Bookinfo:
             return 200, {"headers": dict(headers)}, {}
         if self.service == "productpage" and segments == ["productpage"]:
             return self.productpage(query, outbound)
-        if len(segments) == 2 and segments[0] == self.service and self.service != "productpage":
+        if len(segments) == 2 and segments[0] == self.service and self.service in BOOK_PARTS:
             if not segments[1].isdigit():
                 return 400, {"error": "the product id must be a number"}, {}
             product_id = int(segments[1])

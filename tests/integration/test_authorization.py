@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.integration.conftest import MeshClient, apply_and_sync, bookinfo_spec
+from weft.cli.jwt_issuer import JwtIssuer
 from weft.cli.mesh import LocalMesh
 
 pytestmark = pytest.mark.integration
@@ -127,60 +124,16 @@ spec:
     assert await status(clients["productpage"], "http://reviews:9080/reviews/7", admin) == 200
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class Issuer:
-    """A JWT issuer: an RSA key, its JWKS, and RS256 tokens."""
-
-    def __init__(self) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        numbers = self.key.public_key().public_numbers()
-        self.jwks = json.dumps(
-            {
-                "keys": [
-                    {
-                        "kty": "RSA", "alg": "RS256", "use": "sig", "kid": "test",
-                        "n": b64(numbers.n.to_bytes(256, "big")),
-                        "e": b64(numbers.e.to_bytes(3, "big")),
-                    }
-                ]
-            }
-        )  # fmt: skip
-
-    def token(self, subject: str, issuer: str = ISSUER, expires_in: float = 600) -> str:
-        header = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "test"}).encode())
-        claims = {"iss": issuer, "sub": subject, "exp": int(time.time() + expires_in)}
-        payload = b64(json.dumps(claims).encode())
-        signing_input = f"{header}.{payload}".encode()
-        signature = self.key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-        return f"{header}.{payload}.{b64(signature)}"
-
-
 async def test_jwt_invalid_token_401_missing_passes_until_required(
     mesh: LocalMesh, clients: dict[str, MeshClient], tmp_path: Path
 ) -> None:
-    issuer = Issuer()
-    request_authn = write(
-        tmp_path,
-        "jwt.yaml",
-        f"""
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {{name: reviews-jwt, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: reviews}}}}
-  jwtRules:
-  - issuer: {ISSUER}
-    jwks: '{issuer.jwks}'
-""",
-    )
+    issuer = JwtIssuer(ISSUER)
+    request_authn = write(tmp_path, "jwt.yaml", issuer.request_authentication(app="reviews"))
     await apply_and_sync(mesh, request_authn)
     client = clients["productpage"]
     await settled_status(client)
     good = {"authorization": f"Bearer {issuer.token('alice')}"}
-    forged = {"authorization": f"Bearer {Issuer().token('alice')}"}
+    forged = {"authorization": f"Bearer {JwtIssuer(ISSUER).token('alice')}"}
     # Envoy allows 60 s of clock skew: ten minutes past expiry is expired.
     expired = {"authorization": f"Bearer {issuer.token('alice', expires_in=-600)}"}
     assert await status(client, headers=good) == 200
