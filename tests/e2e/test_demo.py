@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,25 +13,26 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def listening_ports() -> set[int]:
-    """TCP ports in LISTEN state on this machine (from /proc, IPv4 and IPv6)."""
-    ports: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        path = Path(table)
-        if not path.exists():
+def processes_marked(marker: str) -> list[int]:
+    """PIDs whose environment carries `marker`: the demo and everything it started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
             continue
-        for line in path.read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A":  # LISTEN
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue  # exited meanwhile, or not ours to read
+    return found
 
 
 def test_demo_check_passes_every_step_and_cleans_up() -> None:
-    before = listening_ports()
+    marker = f"WEFT_TEST_MARK={uuid.uuid4().hex}"
+    key, value = marker.split("=")
     result = subprocess.run(
         [sys.executable, "-m", "weft", "demo", "--check", "--requests", "100"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, env={**os.environ, key: value},
     )  # fmt: skip
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
@@ -37,5 +40,5 @@ def test_demo_check_passes_every_step_and_cleans_up() -> None:
     assert len(steps) == 7 and all(s.startswith("PASS") for s in steps), out
     for words in ("80/20 split", "jason -> v2", "STRICT mTLS", "AuthorizationPolicy", "JWT"):
         assert any(words in s for s in steps), (words, out)
-    # Every process the demo started has exited: nothing new is listening.
-    assert listening_ports() - before == set()
+    # Every process the demo started (they inherit its environment) has exited.
+    assert processes_marked(marker) == []
