@@ -86,7 +86,12 @@ async def test_group_template_gives_labels_identity_and_probe(
         assert entry["metadata"]["annotations"]["istio.io/autoRegistrationGroup"] == (
             "reviews-canary"
         )
-        assert entry["spec"]["labels"] == {"app": "reviews", "version": "v2", "track": "canary"}
+        assert entry["spec"]["labels"] == {
+            "app": "reviews",
+            "version": "v2",
+            "track": "canary",
+            "security.istio.io/tlsMode": "istio",  # it has a sidecar that speaks mesh mTLS
+        }
         assert entry["spec"]["serviceAccount"] == "bookinfo-reviews"
         # Its version label came from the group, so subset v2 routing reaches it.
         await apply_and_sync(mesh, NETWORKING / "virtual-service-reviews-jason-v2.yaml")

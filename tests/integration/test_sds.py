@@ -366,12 +366,20 @@ class Mesh:
 
 
 @pytest.fixture
-async def mesh(harness: Harness, ca_server: CaServer, echo_app: int) -> Mesh:
+def client_ttl() -> float:
+    """The client's certificate lifetime; a test that wants rotation parametrizes it."""
+    return 3600.0
+
+
+@pytest.fixture
+async def mesh(harness: Harness, ca_server: CaServer, echo_app: int, client_ttl: float) -> Mesh:
     ca_client = ca_server.client("productpage-token")
     ca_server_side = ca_server.client("ratings-token")
     harness.clients += [ca_client, ca_server_side]
     server = await harness.agent("ratings", SERVER_ID, ca_server_side.create_certificate)
-    client = await harness.agent("productpage", CLIENT_ID, ca_client.create_certificate, ttl=6.0)
+    client = await harness.agent(
+        "productpage", CLIENT_ID, ca_client.create_certificate, ttl=client_ttl
+    )
     server_port, client_port = free_port(), free_port()
     server_envoy = await harness.envoy(server_bootstrap(server_port, echo_app, server.sds))
     client_envoy = await harness.envoy(client_bootstrap(client_port, server_port, client.sds))
@@ -534,6 +542,7 @@ async def test_mtls_request_carries_the_client_identity(mesh: Mesh) -> None:
     assert mesh.client.sds.synced() and mesh.server.sds.synced()
 
 
+@pytest.mark.parametrize("client_ttl", [6.0])
 async def test_client_cert_rotates_under_load_without_a_failed_request(mesh: Mesh) -> None:
     seen: dict[str, int] = {}
     failures: list[str] = []
