@@ -151,3 +151,24 @@ async def test_a_certificate_from_another_ca_is_refused(
     with pytest.raises((ssl.SSLError, ConnectionError, OSError, AssertionError)):
         answer = await tls_get(port, client_context(rogue, tmp_path, "rogue"))
         assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
+async def test_a_server_with_another_identity_is_refused(
+    mesh: LocalMesh, pair: MeshClient, tmp_path: Path
+) -> None:
+    """The client checks the server's SPIFFE ID: ISTIO_MUTUAL naming someone else fails."""
+    rule = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: ratings, namespace: default}}
+spec:
+  host: ratings
+  trafficPolicy:
+    tls: {{mode: ISTIO_MUTUAL, subjectAltNames: ["spiffe://cluster.local/ns/default/sa/{sa}"]}}
+"""
+    await apply_and_sync(mesh, write(tmp_path, "wrong.yaml", rule.format(sa="someone-else")))
+    status, _, _ = await pair.get(RATINGS)
+    assert status == 503
+    await apply_and_sync(mesh, write(tmp_path, "right.yaml", rule.format(sa="ratings")))
+    status, _, _ = await pair.get(RATINGS)
+    assert status == 200

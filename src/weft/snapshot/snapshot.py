@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
+from typing import Generic, TypeVar
 
 from weft.api import (
     AuthorizationPolicy,
@@ -18,6 +20,21 @@ from weft.api import (
 )
 from weft.api.hosts import fqdn, host_matches
 from weft.registry.model import Endpoint, Service
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _HostIndex(Generic[_T]):
+    exact: Mapping[str, tuple[_T, ...]]
+    wildcards: tuple[tuple[str, _T], ...]
+
+
+@dataclass(frozen=True)
+class _DrIndex:
+    exact: Mapping[tuple[str, str], DestinationRule]
+    wildcards: Mapping[str, tuple[tuple[str, DestinationRule], ...]]
+
 
 _EMPTY: Mapping[str, tuple[Endpoint, ...]] = MappingProxyType({})
 
@@ -49,38 +66,59 @@ class Snapshot:
 
     def virtual_services_for(self, hostname: str, gateway: str = "mesh") -> list[VirtualService]:
         """VirtualServices bound to `gateway` whose hosts cover `hostname`, oldest first."""
-        found: list[VirtualService] = []
-        for vs in self.virtual_services:
-            gateways = vs.spec.gateways or ["mesh"]
-            if gateway not in gateways:
-                continue
-            ns = vs.metadata.namespace
-            if any(host_matches(fqdn(h, ns), hostname) for h in vs.spec.hosts):
-                found.append(vs)
-        return found
+        index = self._vs_index
+        positions = set(index.exact.get(hostname, ()))
+        positions.update(i for host, i in index.wildcards if host_matches(host, hostname))
+        found = [self.virtual_services[i] for i in sorted(positions)]
+        return [vs for vs in found if gateway in (vs.spec.gateways or ["mesh"])]
 
     def destination_rule_for(self, hostname: str, client_namespace: str) -> DestinationRule | None:
         """Istio's lookup order: the client's namespace, then the service's, then the root's.
 
-        Within one namespace an exact host beats a wildcard.
+        Within one namespace an exact host beats a wildcard, and a longer wildcard a shorter.
         """
         service = self.services.get(hostname)
         order = [client_namespace]
         if service is not None:
             order.append(service.namespace)
         order.append(self.root_namespace)
+        index = self._dr_index
         for namespace in dict.fromkeys(order):
+            exact = index.exact.get((namespace, hostname))
+            if exact is not None:
+                return exact
             best: DestinationRule | None = None
             best_len = -1
-            for dr in self.destination_rules:
-                if dr.metadata.namespace != namespace:
-                    continue
-                host = fqdn(dr.spec.host, namespace)
-                if host == hostname:
-                    return dr
-                # Among wildcards the most specific (longest) host wins.
+            for host, dr in index.wildcards.get(namespace, ()):
                 if len(host) > best_len and host_matches(host, hostname):
                     best, best_len = dr, len(host)
             if best is not None:
                 return best
         return None
+
+    # Lookups above run once per service per proxy: index the rules by host once per snapshot.
+    @cached_property
+    def _vs_index(self) -> _HostIndex[int]:
+        exact: dict[str, list[int]] = {}
+        wildcards: list[tuple[str, int]] = []
+        for i, vs in enumerate(self.virtual_services):
+            for host in vs.spec.hosts:
+                resolved = fqdn(host, vs.metadata.namespace)
+                if "*" in resolved:
+                    wildcards.append((resolved, i))
+                else:
+                    exact.setdefault(resolved, []).append(i)
+        return _HostIndex({h: tuple(v) for h, v in exact.items()}, tuple(wildcards))
+
+    @cached_property
+    def _dr_index(self) -> _DrIndex:
+        exact: dict[tuple[str, str], DestinationRule] = {}
+        wildcards: dict[str, list[tuple[str, DestinationRule]]] = {}
+        for dr in self.destination_rules:
+            namespace = dr.metadata.namespace
+            host = fqdn(dr.spec.host, namespace)
+            if "*" in host:
+                wildcards.setdefault(namespace, []).append((host, dr))
+            else:
+                exact.setdefault((namespace, host), dr)  # the first by name wins, as before
+        return _DrIndex(exact, {ns: tuple(v) for ns, v in wildcards.items()})

@@ -228,3 +228,57 @@ def test_consistency_check_names_what_is_missing() -> None:
     empty = {t: Resources.of(t, []) for t in types.PUSH_ORDER}
     with pytest.raises(InconsistentConfig, match=re.escape("outbound|80||x")):
         check_consistent(empty, ["outbound|80||x"], [])
+
+
+def _tls_context(cluster: object) -> object:
+    from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+
+    ctx = tls_pb2.UpstreamTlsContext()
+    cluster.transport_socket.typed_config.Unpack(ctx)  # type: ignore[attr-defined]
+    return ctx
+
+
+def _sidecar_proxy(proxy: Proxy) -> Proxy:
+    return replace(proxy, sds=True)
+
+
+def test_destination_rule_tls_modes(make_snapshot: SnapshotFactory, proxy: Proxy) -> None:
+    snap = make_snapshot(
+        """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTUAL, sni: reviews.example, subjectAltNames: ["spiffe://cluster.local/ns/default/sa/x"]}
+  subsets:
+  - name: plain
+    labels: {version: v1}
+    trafficPolicy: {tls: {mode: DISABLE}}
+  - name: simple
+    labels: {version: v2}
+    trafficPolicy: {tls: {mode: SIMPLE, sni: api.example, caCertificates: /etc/ca.pem}}
+"""
+    )
+    clusters = {c.name: c for c in generate_clusters(_sidecar_proxy(proxy), snap)}
+    mutual = _tls_context(clusters[f"outbound|9080||{REVIEWS}"])
+    assert mutual.sni == "reviews.example"  # type: ignore[attr-defined]
+    sans = mutual.common_tls_context.combined_validation_context.default_validation_context  # type: ignore[attr-defined]
+    assert [m.matcher.exact for m in sans.match_typed_subject_alt_names] == [
+        "spiffe://cluster.local/ns/default/sa/x"
+    ]
+    plain = clusters[f"outbound|9080|plain|{REVIEWS}"]
+    assert not plain.HasField("transport_socket") and not plain.transport_socket_matches
+    simple = _tls_context(clusters[f"outbound|9080|simple|{REVIEWS}"])
+    assert simple.sni == "api.example"  # type: ignore[attr-defined]
+    assert simple.common_tls_context.validation_context.trusted_ca.filename == "/etc/ca.pem"  # type: ignore[attr-defined]
+
+
+def test_auto_mtls_needs_a_client_certificate(make_snapshot: SnapshotFactory, proxy: Proxy) -> None:
+    snap = make_snapshot()
+    without = {c.name: c for c in generate_clusters(proxy, snap)}
+    assert not without[f"outbound|9080||{REVIEWS}"].transport_socket_matches
+    with_certs = {c.name: c for c in generate_clusters(_sidecar_proxy(proxy), snap)}
+    matches = with_certs[f"outbound|9080||{REVIEWS}"].transport_socket_matches
+    assert [m.name for m in matches] == ["tlsMode-istio", "tlsMode-disabled"]
