@@ -47,6 +47,11 @@ def ads_source() -> config_source_pb2.ConfigSource:
 
 
 def generate_clusters(proxy: Proxy, snap: Snapshot) -> list[cluster_pb2.Cluster]:
+    return [*outbound_clusters(proxy, snap), *(inbound_cluster(p) for p in proxy.inbound)]
+
+
+def outbound_clusters(proxy: Proxy, snap: Snapshot) -> list[cluster_pb2.Cluster]:
+    """Clusters for what the proxy can reach: a function of its view, not of its ports."""
     clusters: list[cluster_pb2.Cluster] = []
     for service in visible_services(proxy, snap):
         dr = snap.destination_rule_for(service.hostname, proxy.namespace)
@@ -62,7 +67,6 @@ def generate_clusters(proxy: Proxy, snap: Snapshot) -> list[cluster_pb2.Cluster]
                     cluster, policy, sans, proxy.sds, sni(port.port, subset, service.hostname)
                 )
                 clusters.append(cluster)
-    clusters.extend(inbound_cluster(p) for p in proxy.inbound)
     return clusters
 
 

@@ -282,3 +282,34 @@ def test_auto_mtls_needs_a_client_certificate(make_snapshot: SnapshotFactory, pr
     with_certs = {c.name: c for c in generate_clusters(_sidecar_proxy(proxy), snap)}
     matches = with_certs[f"outbound|9080||{REVIEWS}"].transport_socket_matches
     assert [m.name for m in matches] == ["tlsMode-istio", "tlsMode-disabled"]
+
+
+def test_cached_generation_equals_the_reference_for_every_proxy_shape(
+    make_snapshot: SnapshotFactory, proxy: Proxy
+) -> None:
+    """Proxies sharing a view share outbound config; each still gets exactly its own config."""
+    from weft.snapshot.proxy import InboundPort
+    from weft.xds.generate import GenerationCache
+
+    snap = make_snapshot(
+        files=("destination-rule-all.yaml", "virtual-service-reviews-jason-v2.yaml")
+    )
+    shapes = [
+        proxy,
+        replace(proxy, id="b", proxy_port=15002, inbound=(InboundPort(9080, 20009, 30009),)),
+        replace(proxy, id="c", sds=True),
+        replace(proxy, id="d", namespace="shop"),
+        replace(proxy, id="e", proxy_port=None),
+    ]
+    cache = GenerationCache()
+    for shape in shapes:
+        reference = generate_all(shape, snap)
+        cached = cache.get(shape, snap)
+        assert {t: r.version for t, r in cached.items()} == {
+            t: r.version for t, r in reference.items()
+        }, shape.id
+        assert {t: dict(r.items) for t, r in cached.items()} == {
+            t: dict(r.items) for t, r in reference.items()
+        }
+    # a, b and e differ only in their own ports: one shared build served all three.
+    assert len(cache._shared) == 3
