@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from weft.agent.caclient import CaClient
 from weft.agent.certs import WorkloadCertificates
@@ -24,7 +24,13 @@ class MeshIdentity:
     The key is made here and never leaves; Envoy reads key and chain over a Unix socket.
     """
 
-    def __init__(self, answer: Mapping[str, Any], work_dir: Path, ttl: float | None = None):
+    def __init__(
+        self,
+        answer: Mapping[str, Any],
+        work_dir: Path,
+        ttl: float | None = None,
+        key_kind: Literal["EC", "RSA"] = "EC",
+    ):
         self.spiffe_id = str(answer["identity"])
         self._token = str(answer["credential"])
         bundle = list(answer["trustBundle"])
@@ -35,7 +41,7 @@ class MeshIdentity:
             lambda: self._token,
             str(answer.get("caServerName") or "istiod.istio-system.svc"),
         )
-        kwargs: dict[str, Any] = {"trust_bundle": bundle}
+        kwargs: dict[str, Any] = {"trust_bundle": bundle, "key_kind": key_kind}
         if ttl is not None:
             kwargs["requested_ttl"] = ttl
         self.certs = WorkloadCertificates(self.spiffe_id, self.client.create_certificate, **kwargs)

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from weft.agent.bootstrap import SidecarIdentity, sidecar_bootstrap
 from weft.agent.envoy import EnvoyProcess
@@ -55,6 +55,7 @@ class RunOptions:
     group: str | None = None
     mtls: bool = True
     cert_ttl: float | None = None  # requested workload certificate lifetime (seconds)
+    key_type: Literal["EC", "RSA"] = "EC"
 
     def resolved_labels(self) -> dict[str, str]:
         labels = {"app": self.service, **self.labels}
@@ -225,7 +226,7 @@ class Workload:
     async def _start_mesh_identity(self, answer: Mapping[str, Any]) -> None:
         if not self.opts.mtls or "caAddress" not in answer:
             return
-        identity = MeshIdentity(answer, self.work_dir, self.opts.cert_ttl)
+        identity = MeshIdentity(answer, self.work_dir, self.opts.cert_ttl, self.opts.key_type)
         try:
             await identity.start()
         except ProxyError as e:

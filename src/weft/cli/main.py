@@ -62,6 +62,12 @@ def version() -> None:
     help="Plugged-in CA: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem.",
 )
 @click.option(
+    "--max-cert-ttl",
+    default="2160h",
+    show_default=True,
+    help="Longest workload certificate the CA issues (2160h is 90 days).",
+)
+@click.option(
     "--mesh-config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Istio mesh config YAML (trustDomain, rootNamespace, extensionProviders, ...).",
@@ -86,17 +92,19 @@ def version() -> None:
 )
 def control_plane(
     config_dir: Path, xds_port: int, admin_port: int, ca_port: int, ca_dir: Path | None,
-    mesh_config: Path | None, address: str, state_dir: Path | None, registry_ttl: float,
-    log_level: str,
+    max_cert_ttl: str, mesh_config: Path | None, address: str, state_dir: Path | None,
+    registry_ttl: float, log_level: str,
 ) -> None:  # fmt: skip
     """Run the control plane (Istio's istiod): config, discovery, xDS, CA."""
     from weft.api import MeshConfig, load_mesh_config
+    from weft.api.durations import parse_duration
     from weft.controlplane.app import ControlPlane, ControlPlaneOptions
 
     _setup_logging(log_level)
     try:
         mesh = load_mesh_config(mesh_config) if mesh_config else MeshConfig()
-    except ConfigError as e:
+        max_ttl = parse_duration(max_cert_ttl)
+    except (ConfigError, ValueError) as e:
         _fail(str(e))
     config_dir.mkdir(parents=True, exist_ok=True)
     options = ControlPlaneOptions(
@@ -107,6 +115,7 @@ def control_plane(
         admin_port=admin_port,
         ca_port=ca_port,
         ca_dir=ca_dir,
+        max_cert_ttl=max_ttl,
         mesh=mesh,
         registry_ttl=registry_ttl,
     )
@@ -147,6 +156,13 @@ def control_plane(
     help="Workload certificate lifetime to ask for, e.g. 24h, 30m (default: the CA's, 24h).",
 )
 @click.option(
+    "--key-type",
+    type=click.Choice(["EC", "RSA"], case_sensitive=False),
+    default="EC",
+    show_default=True,
+    help="Workload key: EC P-256 or RSA 2048, made here and never sent anywhere.",
+)
+@click.option(
     "--mtls/--no-mtls",
     default=True,
     show_default=True,
@@ -164,7 +180,7 @@ def run(
     service: str, namespace: str, version_: str, service_account: str, labels: tuple[str, ...],
     app_port: int, service_port: int | None, inbound_port: int | None, proxy_port: int | None,
     admin_port: int | None, protocol: str, probe_path: str | None, group: str | None,
-    cert_ttl: str | None, mtls: bool, drain_seconds: float,
+    cert_ttl: str | None, key_type: str, mtls: bool, drain_seconds: float,
     log_level: str, command: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Run COMMAND as a mesh workload with its own Envoy sidecar.
@@ -210,6 +226,7 @@ def run(
             group=group,
             mtls=mtls,
             cert_ttl=ttl,
+            key_type="RSA" if key_type.upper() == "RSA" else "EC",
         )
     )
     sys.exit(code)

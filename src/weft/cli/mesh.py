@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ class LocalMesh:
         self.admin_port = admin_port or free_port()
         self.ca_port = free_port()
         self.control_plane: Child | None = None
+        self.control_plane_args: list[str] = []
         self.workloads: dict[str, Child] = {}
         self.specs: dict[str, WorkloadSpec] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -130,8 +132,13 @@ class LocalMesh:
         return self._session
 
     # --- control plane -------------------------------------------------------------------
-    async def start_control_plane(self, timeout: float = 20.0) -> None:
+    async def start_control_plane(
+        self, timeout: float = 20.0, extra_args: Sequence[str] = ()
+    ) -> None:
+        """Start (or restart, with the same ports) the control plane; `extra_args` are kept
+        for restarts."""
         self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.control_plane_args = list(extra_args or self.control_plane_args)
         args = [
             sys.executable, "-m", "weft", "control-plane",
             "--config-dir", str(self.config_dir),
@@ -139,6 +146,7 @@ class LocalMesh:
             "--admin-port", str(self.admin_port),
             "--ca-port", str(self.ca_port),
             "--registry-ttl", "10",
+            *self.control_plane_args,
         ]  # fmt: skip
         self.control_plane = await self._spawn("control-plane", args, self.env)
         await self.until(self._cp_ready, timeout, "the control plane to answer", self.control_plane)

@@ -40,6 +40,7 @@ class ControlPlaneOptions:
     registry_ttl: float = 15.0
     ca_port: int = DEFAULT_CA_PORT
     ca_dir: Path | None = None  # a plugged-in CA in Istio's file layout
+    max_cert_ttl: float | None = None
     mesh: MeshConfig = field(default_factory=MeshConfig)
 
 
@@ -53,7 +54,9 @@ class ControlPlane:
         self.registry = LocalRegistry(
             state_file=options.state_dir / "workloads.json", ttl=options.registry_ttl
         )
-        self.citadel = Citadel(options.state_dir, options.mesh.trust_domain, options.ca_dir)
+        self.citadel = Citadel(
+            options.state_dir, options.mesh.trust_domain, options.ca_dir, options.max_cert_ttl
+        )
         self.jwks = JwksFetcher(self.changed)
         self._version = 0
         self.ads = AdsServer(Snapshot(), self.metrics)
