@@ -73,9 +73,11 @@ def _is_ip(host: str) -> bool:
 
 
 def sidecar_bootstrap(
-    identity: SidecarIdentity, xds_host: str, xds_port: int, admin_port: int
+    identity: SidecarIdentity, xds_host: str, xds_port: int, admin_port: int, delta: bool = True
 ) -> dict[str, Any]:
-    """The bootstrap as a JSON-ready dict."""
+    """The bootstrap as a JSON-ready dict. With `delta`, Envoy speaks incremental ADS: a
+    change sends only the resources it touched, and a restarted control plane resends none
+    that Envoy already holds; without, state of the world."""
     ads_source = {"ads": {}, "resource_api_version": "V3"}
     return {
         "node": {
@@ -88,7 +90,7 @@ def sidecar_bootstrap(
         },
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": "DELTA_GRPC" if delta else "GRPC",
                 "transport_api_version": "V3",
                 # The node is ~60 KB; once per stream is enough.
                 "set_node_on_first_message_only": True,

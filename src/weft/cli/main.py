@@ -310,7 +310,7 @@ def proxy_status(output: str) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     table = Table(box=None, header_style="bold")
-    for col in ("NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS"):
+    for col in ("NAME", "CLUSTER", "XDS", "CDS", "LDS", "EDS", "RDS"):
         table.add_column(col)
     nacks: list[str] = []
     for p in data["proxies"]:
@@ -321,7 +321,10 @@ def proxy_status(output: str) -> None:
             if info["nack"]:
                 nacks.append(f"{p['id']} {t}: {info['nack']}")
         table.add_row(
-            f"{p['workload']}.{p['namespace']}", f"{p['service']}.{p['namespace']}", *cells
+            f"{p['workload']}.{p['namespace']}",
+            f"{p['service']}.{p['namespace']}",
+            str(p.get("protocol", "sotw")),
+            *cells,
         )
     table_console().print(table)
     for nack in nacks:

@@ -13,21 +13,31 @@ Protocol = Literal["sotw", "delta"]
 
 
 @dataclass
+class Holdings:
+    """Delta xDS: what one proxy holds of one type, resource by resource."""
+
+    wildcard: bool = False
+    known: dict[str, str] = field(default_factory=dict)  # name -> version, as sent or declared
+    # The unanswered response: each name it touched -> the version held before (None: none).
+    in_flight: dict[str, str | None] | None = None
+    resend: set[str] = field(default_factory=set)  # send even if unchanged (EDS after CDS)
+    asked: set[str] = field(default_factory=set)  # newly subscribed, not yet answered
+    resync: bool = False  # subscriptions changed: compare even if the config did not
+
+
+@dataclass
 class WatchState:
     """One xDS type on one stream."""
 
-    names: frozenset[str] = frozenset()  # state of the world: empty is wildcard
+    names: frozenset[str] = frozenset()  # explicit names; state of the world: empty is wildcard
     requested: bool = False
-    sent_version: str = ""  # the type's version (all of its resources) the proxy was brought to
+    sent_version: str = ""  # the type's version (over all its resources) last sent or reached
     sent_nonce: str = ""
     sent_at: float = 0.0
     acked_version: str = ""
     nack: str | None = None  # Envoy's error_detail for the last NACK, until a later ACK
     resources_sent: int = 0
-    # Delta only: an explicit or legacy wildcard subscription, and what the proxy holds (or was
-    # sent, until it answers): resource name -> that resource's version.
-    wildcard: bool = False
-    known: dict[str, str] = field(default_factory=dict)
+    delta: Holdings = field(default_factory=Holdings)
 
     @property
     def status(self) -> str:
@@ -37,10 +47,6 @@ class WatchState:
         if self.nack is None and self.acked_version == self.sent_version:
             return "SYNCED"
         return "STALE"
-
-    @property
-    def synced(self) -> bool:
-        return self.status == "SYNCED"
 
 
 @dataclass
@@ -66,17 +72,19 @@ class Connection:
             "workload": self.proxy.workload,
             "service": self.proxy.service,
             "connected_at": self.connected_at,
-            "types": {types.short_name(t): _type_status(self.watches.get(t)) for t in types.PUSH_ORDER},
+            "types": {
+                types.short_name(t): _type_status(self.watches.get(t)) for t in types.PUSH_ORDER
+            },
         }
 
 
 def _type_status(watch: WatchState | None) -> dict[str, object]:
     if watch is None:
-        return {"status": "NOT SENT", "sent": "", "acked": "", "nack": None, "resources_sent": 0}
+        watch = WatchState()
     return {
         "status": watch.status,
         "sent": watch.sent_version,
         "acked": watch.acked_version,
         "nack": watch.nack,
-        "resources_sent": watch.resources_sent,  # on this stream, counted per resource
+        "resources_sent": watch.resources_sent,  # on this stream, one per resource
     }

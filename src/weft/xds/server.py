@@ -1,16 +1,19 @@
-"""ADS, state of the world, on grpc.aio: serves snapshots, knows nothing of config sources."""
+"""ADS on grpc.aio, state of the world and delta: serves snapshots, knows nothing of config
+sources. The delta protocol's logic lives in `weft.xds.delta`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, TypeVar, cast
 
 import grpc
+from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import json_format
 
@@ -18,16 +21,23 @@ from weft.snapshot.proxy import Proxy, proxy_from_node
 from weft.snapshot.snapshot import Snapshot
 from weft.telemetry.metrics import ControlPlaneMetrics
 from weft.xds import types
-from weft.xds.connection import Connection
+from weft.xds.connection import Connection, Protocol
+from weft.xds.delta import DeltaAds
 from weft.xds.generate import GenerationCache, Resources
 
 log = logging.getLogger("weft.xds")
 
 _PUSH = object()
 
+_Request = TypeVar("_Request", discovery_pb2.DiscoveryRequest, discovery_pb2.DeltaDiscoveryRequest)
+_Response = TypeVar(
+    "_Response", discovery_pb2.DiscoveryResponse, discovery_pb2.DeltaDiscoveryResponse
+)
+
 
 class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
-    """Streams config to proxies; `push(snapshot)` sends each proxy what changed for it."""
+    """Streams config to proxies over either ADS protocol; `push(snapshot)` sends each proxy
+    what changed for it."""
 
     def __init__(self, snapshot: Snapshot, metrics: ControlPlaneMetrics | None = None) -> None:
         self._snapshot = snapshot
@@ -39,6 +49,10 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         # Nonces must differ across restarts too, or Envoy may mistake a new response for old.
         self._nonce_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
+        self._delta = DeltaAds(self.config_for, self._nonce, self.metrics)
+
+    def _nonce(self) -> str:
+        return f"{self._nonce_prefix}-{next(self._ids)}"
 
     @property
     def snapshot(self) -> Snapshot:
@@ -77,9 +91,40 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+        def on_request(
+            conn: Connection, request: discovery_pb2.DiscoveryRequest
+        ) -> list[discovery_pb2.DiscoveryResponse]:
+            response = self._on_request(conn, request)
+            return [] if response is None else [response]
+
+        stream = self._serve("sotw", request_iterator, context, on_request, self._on_push)
+        async with contextlib.aclosing(stream):
+            async for response in stream:
+                yield response
+
+    async def DeltaAggregatedResources(
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
+        delta = self._delta
+        stream = self._serve("delta", request_iterator, context, delta.on_request, delta.on_push)
+        async with contextlib.aclosing(stream):
+            async for response in stream:
+                yield response
+
+    async def _serve(
+        self,
+        protocol: Protocol,
+        requests: AsyncIterator[_Request],
+        context: grpc.aio.ServicerContext[Any, Any],
+        on_request: Callable[[Connection, _Request], list[_Response]],
+        on_push: Callable[[Connection], list[_Response]],
+    ) -> AsyncGenerator[_Response, None]:
+        """One stream of either protocol: requests and pushes, handled one at a time."""
         queue: asyncio.Queue[object] = asyncio.Queue()
         conn: Connection | None = None
-        reader = asyncio.create_task(self._read(request_iterator, queue))
+        reader = asyncio.create_task(self._read(requests, queue))
         try:
             while True:
                 event = await queue.get()
@@ -87,30 +132,29 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
                     break
                 if event is _PUSH:
                     if conn is not None:
-                        for response in self._on_push(conn):
+                        responses = on_push(conn)
+                        if responses:
+                            conn.pushes += 1
+                            self.metrics.convergence.observe(time.monotonic() - self._snapshot_at)
+                        for response in responses:
                             yield response
                     continue
-                assert isinstance(event, discovery_pb2.DiscoveryRequest)
+                request = cast(_Request, event)
                 if conn is None:
-                    conn = self._open(event, queue)
+                    conn = self._open(request.node, protocol, queue)
                     if conn is None:
                         await context.abort(
                             grpc.StatusCode.INVALID_ARGUMENT, "first request must carry node.id"
                         )
                         return
-                response = self._on_request(conn, event)
-                if response is not None:
+                for response in on_request(conn, request):
                     yield response
         finally:
             reader.cancel()
             if conn is not None:
                 self._close(conn)
 
-    async def _read(
-        self,
-        requests: AsyncIterator[discovery_pb2.DiscoveryRequest],
-        queue: asyncio.Queue[object],
-    ) -> None:
+    async def _read(self, requests: AsyncIterator[object], queue: asyncio.Queue[object]) -> None:
         try:
             async for request in requests:
                 queue.put_nowait(request)
@@ -121,17 +165,17 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         queue.put_nowait(EOFError())
 
     def _open(
-        self, request: discovery_pb2.DiscoveryRequest, queue: asyncio.Queue[object]
+        self, node: base_pb2.Node, protocol: Protocol, queue: asyncio.Queue[object]
     ) -> Connection | None:
-        if not request.node.id:
+        if not node.id:
             return None
-        metadata = json_format.MessageToDict(request.node.metadata)
-        proxy = proxy_from_node(request.node.id, metadata)
-        conn = Connection(id=f"{proxy.id}-{next(self._ids)}", proxy=proxy)
+        metadata = json_format.MessageToDict(node.metadata)
+        proxy = proxy_from_node(node.id, metadata)
+        conn = Connection(id=f"{proxy.id}-{next(self._ids)}", proxy=proxy, protocol=protocol)
         self.connections[conn.id] = conn
         self._queues[conn.id] = queue
         self.metrics.connected.set(len(self.connections))
-        log.info("proxy connected: %s", proxy.id)
+        log.info("proxy connected (%s): %s", protocol, proxy.id)
         return conn
 
     def _close(self, conn: Connection) -> None:
@@ -182,9 +226,6 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
             if response is not None:
                 responses.append(response)
                 clusters_sent = clusters_sent or type_url == types.CLUSTER
-        if responses:
-            conn.pushes += 1
-            self.metrics.convergence.observe(time.monotonic() - self._snapshot_at)
         return responses
 
     def _respond(
@@ -201,10 +242,11 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         items = resources.items
         if watch.names and type_url in (types.LISTENER, types.CLUSTER):
             items = {n: r for n, r in items.items() if n in watch.names}
-        nonce = f"{self._nonce_prefix}-{next(self._ids)}"
+        nonce = self._nonce()
         watch.sent_version = resources.version
         watch.sent_nonce = nonce
         watch.sent_at = time.time()
+        watch.resources_sent += len(items)
         self.metrics.pushes.labels(types.short_name(type_url)).inc()
         self.metrics.push_time.observe(time.monotonic() - started)
         return discovery_pb2.DiscoveryResponse(

@@ -64,13 +64,20 @@ def test_xds_cluster_points_at_the_control_plane(bootstrap: bootstrap_pb2.Bootst
 def test_ads_carries_clusters_and_listeners(bootstrap: bootstrap_pb2.Bootstrap) -> None:
     dynamic = bootstrap.dynamic_resources
     ads = dynamic.ads_config
-    assert ads.api_type == ads.GRPC
+    assert ads.api_type == ads.DELTA_GRPC  # incremental by default
     assert ads.set_node_on_first_message_only is True
     (service,) = ads.grpc_services
     assert service.envoy_grpc.cluster_name == XDS_CLUSTER
     assert dynamic.cds_config.HasField("ads") and dynamic.lds_config.HasField("ads")
     assert dynamic.cds_config.resource_api_version == config_source_pb2.V3
     assert ads.transport_api_version == config_source_pb2.V3
+
+
+def test_state_of_the_world_on_request() -> None:
+    boot = parsed(sidecar_bootstrap(IDENTITY, "127.0.0.1", 15010, admin_port=15000, delta=False))
+    ads = boot.dynamic_resources.ads_config
+    assert ads.api_type == ads.GRPC
+    assert ads.set_node_on_first_message_only is True
 
 
 def test_node_identifies_the_workload_istio_style(bootstrap: bootstrap_pb2.Bootstrap) -> None:
