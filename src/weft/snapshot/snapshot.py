@@ -96,6 +96,13 @@ class Snapshot:
                 return best
         return None
 
+    @cached_property
+    def sidecars_by_namespace(self) -> Mapping[str, tuple[Sidecar, ...]]:
+        found: dict[str, list[Sidecar]] = {}
+        for sc in self.sidecars:
+            found.setdefault(sc.metadata.namespace, []).append(sc)
+        return {ns: tuple(scs) for ns, scs in found.items()}
+
     # Lookups above run once per service per proxy: index the rules by host once per snapshot.
     @cached_property
     def _vs_index(self) -> _HostIndex[int]:

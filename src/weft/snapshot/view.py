@@ -12,7 +12,7 @@ from weft.snapshot.snapshot import Snapshot
 def sidecar_for(proxy: Proxy, snap: Snapshot) -> Sidecar | None:
     """The Sidecar resource that applies: a selector match in the proxy's namespace first,
     then the namespace default (no selector), then the root namespace default."""
-    in_ns = [s for s in snap.sidecars if s.metadata.namespace == proxy.namespace]
+    in_ns = snap.sidecars_by_namespace.get(proxy.namespace, ())
     for sc in in_ns:
         selector = sc.spec.workload_selector
         if selector is not None and all(
@@ -22,8 +22,8 @@ def sidecar_for(proxy: Proxy, snap: Snapshot) -> Sidecar | None:
     for sc in in_ns:
         if sc.spec.workload_selector is None:
             return sc
-    for sc in snap.sidecars:
-        if sc.metadata.namespace == snap.root_namespace and sc.spec.workload_selector is None:
+    for sc in snap.sidecars_by_namespace.get(snap.root_namespace, ()):
+        if sc.spec.workload_selector is None:
             return sc
     return None
 
@@ -51,4 +51,18 @@ def visible_services(proxy: Proxy, snap: Snapshot) -> list[Service]:
     if sidecar is None or not sidecar.spec.egress:
         return services
     patterns = [h for egress in sidecar.spec.egress for h in egress.hosts]
-    return [s for s in services if any(_egress_allows(p, proxy, s) for p in patterns)]
+    # "ns/name" and "./name" are most egress hosts: look them up instead of testing each
+    # service against each pattern (which is quadratic in a scoped mesh).
+    named: set[tuple[str, str]] = set()
+    others: list[str] = []
+    for pattern in patterns:
+        namespace, _, dns = pattern.partition("/")
+        if namespace not in ("*", "~") and "." not in dns and "*" not in dns:
+            named.add((proxy.namespace if namespace == "." else namespace, dns))
+        else:
+            others.append(pattern)
+    return [
+        s
+        for s in services
+        if (s.namespace, s.short_name) in named or any(_egress_allows(p, proxy, s) for p in others)
+    ]
