@@ -35,7 +35,7 @@ def body() -> str:
 
 
 def config(work_dir: Path, port: int) -> Path:
-    """Write nginx.conf for 127.0.0.1:`port` under `work_dir`; every file nginx writes stays there."""
+    """Write nginx.conf for 127.0.0.1:`port` in `work_dir`, where every file nginx writes stays."""
     work_dir.mkdir(parents=True, exist_ok=True)
     temp = {name: work_dir / name for name in ("body", "proxy", "fastcgi")}
     for path in temp.values():

@@ -19,7 +19,7 @@ README = BENCH_DIR / "README.md"
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
 # Order of the tables in the README; results for other names follow, by name.
-ORDER = ("generation", "push")
+ORDER = ("generation", "push", "dataplane", "controlplane")
 
 
 def result(

@@ -8,12 +8,17 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import generation, push, report
+from bench import dataplane, generation, push, report
 
 
 def main() -> int:
     started = time.monotonic()
-    for name, run in (("generation", generation.run), ("push", push.run)):
+    benchmarks = (
+        ("generation", generation.run),
+        ("push", push.run),
+        ("dataplane", dataplane.run),
+    )
+    for name, run in benchmarks:
         print(f"== {name}", flush=True)
         path = report.write(run())
         print(f"wrote {path}", flush=True)
