@@ -25,6 +25,7 @@ from google.protobuf import any_pb2
 
 from weft.agent.certs import WorkloadCertificates
 from weft.errors import ProxyError
+from weft.xds.stream import pump_requests
 
 log = logging.getLogger("weft.agent.sds")
 
@@ -157,7 +158,7 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
         queue: asyncio.Queue[object] = asyncio.Queue()
         self.streams[stream.id] = stream
         self._queues[stream.id] = queue
-        reader = asyncio.create_task(_read(request_iterator, queue))
+        reader = asyncio.create_task(pump_requests(request_iterator, queue))
         try:
             while True:
                 event = await queue.get()
@@ -276,19 +277,6 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
     def _wake_all(self) -> None:
         for queue in self._queues.values():
             queue.put_nowait(_WAKE)
-
-
-async def _read(
-    requests: AsyncIterator[discovery_pb2.DiscoveryRequest], queue: asyncio.Queue[object]
-) -> None:
-    try:
-        async for request in requests:
-            queue.put_nowait(request)
-    except (asyncio.CancelledError, grpc.aio.AioRpcError):
-        pass
-    except Exception as exc:  # the stream ended badly; the main loop must still stop
-        log.debug("SDS stream read ended: %s", exc)
-    queue.put_nowait(EOFError())
 
 
 def _response(

@@ -24,6 +24,7 @@ from weft.xds import types
 from weft.xds.connection import Connection, Protocol
 from weft.xds.delta import DeltaAds
 from weft.xds.generate import GenerationCache, Resources
+from weft.xds.stream import pump_requests
 
 log = logging.getLogger("weft.xds")
 
@@ -124,7 +125,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         """One stream of either protocol: requests and pushes, handled one at a time."""
         queue: asyncio.Queue[object] = asyncio.Queue()
         conn: Connection | None = None
-        reader = asyncio.create_task(self._read(requests, queue))
+        reader = asyncio.create_task(pump_requests(requests, queue))
         try:
             while True:
                 event = await queue.get()
@@ -153,16 +154,6 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
             reader.cancel()
             if conn is not None:
                 self._close(conn)
-
-    async def _read(self, requests: AsyncIterator[object], queue: asyncio.Queue[object]) -> None:
-        try:
-            async for request in requests:
-                queue.put_nowait(request)
-        except (asyncio.CancelledError, grpc.aio.AioRpcError):
-            pass
-        except Exception as e:  # the stream ended badly; the main loop must still stop
-            log.debug("stream read ended: %s", e)
-        queue.put_nowait(EOFError())
 
     def _open(
         self, node: base_pb2.Node, protocol: Protocol, queue: asyncio.Queue[object]
