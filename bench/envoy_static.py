@@ -2,21 +2,18 @@
 
 Client Envoy: a listener whose HTTP connection manager has only the router, sending to one
 static cluster over mTLS. Server Envoy: an mTLS listener, the router, a static cluster to the
-backend. Certificates come from a throwaway CA made here: EC P-256 keys, empty subjects and
-SPIFFE URI SANs, like the mesh's own.
+backend. Certificates come from a throwaway CA in a temp dir, made with the mesh's own CA code.
 """
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from weft.agent.identity import generate_key, key_pem, make_csr
+from weft.ca.authority import CertificateAuthority
+from weft.ca.identity import SpiffeId
 
 TRUST_DOMAIN = "cluster.local"
 TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
@@ -38,81 +35,25 @@ def spiffe(namespace: str, service_account: str) -> str:
     return f"spiffe://{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}"
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _pem_cert(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 def write_certs(directory: Path, identities: dict[str, str]) -> dict[str, CertFiles]:
-    """A CA and one workload certificate per name -> SPIFFE id, as PEM files in `directory`."""
+    """A CA and one workload certificate per name -> SPIFFE id, as PEM files in `directory`.
+
+    Made by the mesh's own CA and agent code, so the floor's certificates are shaped exactly
+    like a sidecar's (EC P-256, empty subject, critical URI SAN).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "weft bench CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca = CertificateAuthority.load_or_create(directory / "ca-state", trust_domain=TRUST_DOMAIN)
     ca_path = directory / "root-cert.pem"
-    ca_path.write_bytes(_pem_cert(ca_cert))
+    ca_path.write_text("".join(ca.trust_bundle()))
     files: dict[str, CertFiles] = {}
     for name, uri in identities.items():
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            # An empty subject makes the SAN the identity, so it is critical (RFC 5280).
-            .add_extension(
-                x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=True
-            )
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
+        key = generate_key()
+        chain = ca.sign_csr(make_csr(key, uri), SpiffeId.parse(uri))
         files[name] = CertFiles(
             directory / f"{name}-cert.pem", directory / f"{name}-key.pem", ca_path
         )
-        files[name].cert.write_bytes(_pem_cert(cert))
-        files[name].key.write_bytes(_pem_key(key))
+        files[name].cert.write_text("".join(chain[:-1]))  # leaf (and intermediates), no root
+        files[name].key.write_text(key_pem(key))
     return files
 
 
