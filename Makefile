@@ -34,7 +34,10 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
 
+# The metrics test scrapes the control plane with a real Prometheus, from Debian.
 test: lint typecheck $(STAMP)
+	@command -v prometheus >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus)
 	$(BIN)/pytest -q
 
 # The data-plane benchmark drives load with wrk against nginx, both from Debian.

@@ -13,6 +13,7 @@ from weft.api.loader import load_yaml
 from weft.errors import ConfigError, WeftError
 from weft.registry.groups import find_group, from_group, group_probe
 from weft.registry.local import Workload
+from weft.telemetry import exposition
 from weft.xds import types
 
 if TYPE_CHECKING:
@@ -203,7 +204,7 @@ async def ca_rotate(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     body = _cp(request).metrics.render()
-    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+    return web.Response(body=body, headers={"Content-Type": exposition.CONTENT_TYPE})
 
 
 def admin_app(cp: ControlPlane) -> web.Application:

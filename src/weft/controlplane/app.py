@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
-from weft.api import MeshConfig
+from weft.api import IstioObject, MeshConfig, ServiceEntry
 from weft.config.directory import DirectoryStore
 from weft.config.store import ConfigStore
 from weft.controlplane.address import DEFAULT_ADMIN_PORT, DEFAULT_CA_PORT, DEFAULT_XDS_PORT
@@ -20,11 +21,11 @@ from weft.controlplane.citadel import Citadel
 from weft.controlplane.debounce import Debouncer
 from weft.controlplane.jwks import JwksFetcher
 from weft.registry.local import LocalRegistry
+from weft.registry.model import Service
 from weft.snapshot.build import build_snapshot
 from weft.snapshot.snapshot import Snapshot
 from weft.telemetry.metrics import ControlPlaneMetrics
 from weft.xds.authn import jwks_uris
-from weft.xds.generate import InconsistentConfig
 from weft.xds.server import AdsServer
 
 log = logging.getLogger("weft.controlplane")
@@ -42,6 +43,20 @@ class ControlPlaneOptions:
     ca_dir: Path | None = None  # a plugged-in CA in Istio's file layout
     max_cert_ttl: float | None = None
     mesh: MeshConfig = field(default_factory=MeshConfig)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    objects: Sequence[IstioObject]
+    services: Mapping[str, Service]
+    # A ServiceEntry selecting workloads takes endpoints from the registry: no fast path.
+    selects_workloads: bool
+
+
+def _selects_workloads(objects: Sequence[IstioObject]) -> bool:
+    return any(
+        isinstance(o, ServiceEntry) and o.spec.workload_selector is not None for o in objects
+    )
 
 
 class ControlPlane:
@@ -62,33 +77,56 @@ class ControlPlane:
         self.ads = AdsServer(Snapshot(), self.metrics)
         self._debouncer = Debouncer(self.rebuild)
         self.ready = asyncio.Event()
+        # What the current snapshot was built from, for the endpoint fast path.
+        self._built_from: _Inputs | None = None
+        self._config_changed = True
 
     def rebuild(self) -> None:
-        """Build a new snapshot from the current config and registry and push it."""
+        """Make a new snapshot from the current config and registry and push it.
+
+        When only the registry's endpoints changed (same services, same config), the current
+        snapshot gets the new endpoints and nothing else is rebuilt (the endpoint fast path).
+        """
         self._version += 1
-        snap = build_snapshot(
-            self._version,
-            self.store.objects(),
-            self.registry.services(),
-            self.registry.endpoints(),
-            mesh=self.options.mesh,
-            jwks=self.jwks.documents(),
-        )
+        services, endpoints = self.registry.services(), self.registry.endpoints()
+        objects = self.store.objects()
+        previous = self.ads.snapshot
+        built = self._built_from
+        if (
+            built is not None
+            and not self._config_changed
+            and built.objects is objects
+            and built.services == services
+            and not built.selects_workloads
+        ):
+            snap = previous.with_endpoints(self._version, endpoints)
+        else:
+            snap = build_snapshot(
+                self._version,
+                objects,
+                services,
+                endpoints,
+                mesh=self.options.mesh,
+                jwks=self.jwks.documents(),
+                previous=previous,
+            )
+        self._built_from = _Inputs(objects, services, _selects_workloads(objects))
+        self._config_changed = False
         self.jwks.watch(jwks_uris(snap.request_authentications))
         self.citadel.forget_except({(w.namespace, w.name) for w in self.registry.workloads()})
         self.metrics.config_errors.set(len(self.store.problems()))
-        try:
-            self.ads.push(snap)
-        except InconsistentConfig as e:
-            log.error("not serving snapshot %d, proxies keep the last one: %s", snap.version, e)
-        except Exception:
-            log.exception("not serving snapshot %d: generation failed", snap.version)
+        self.ads.push(snap)
 
     @property
     def rebuild_pending(self) -> bool:
         return self._debouncer.pending
 
     def changed(self) -> None:
+        """Config (or anything but the registry) changed: the next snapshot is built."""
+        self._config_changed = True
+        self._debouncer.trigger()
+
+    def registry_changed(self) -> None:
         self._debouncer.trigger()
 
     async def _expire_loop(self) -> None:
@@ -100,7 +138,7 @@ class ControlPlane:
         opts = self.options
         await self.store.start()
         self.store.subscribe(self.changed)
-        self.registry.subscribe(self.changed)
+        self.registry.subscribe(self.registry_changed)
         self.rebuild()
         server = grpc.aio.server(
             options=[

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields, replace
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -39,10 +40,14 @@ def build_snapshot(
     *,
     mesh: MeshConfig | None = None,
     jwks: Mapping[str, str] | None = None,
+    previous: Snapshot | None = None,
 ) -> Snapshot:
     """Merge discovered services with ServiceEntries and index the routing and security config.
 
     The root namespace is `root_namespace` when given, else the mesh config's (istio-system).
+    With `previous`, every part equal to the previous snapshot's is that very object (each
+    host's endpoints too), and so are its indexes: generation caches keyed by the identity of
+    their inputs then hit for everything the change did not touch.
     """
     mesh = mesh if mesh is not None else MeshConfig()
     if root_namespace is None:
@@ -58,7 +63,7 @@ def build_snapshot(
             if service.hostname not in all_services:
                 all_services[service.hostname] = service
                 all_endpoints[service.hostname] = eps
-    return Snapshot(
+    snap = Snapshot(
         version=version,
         services=MappingProxyType(dict(sorted(all_services.items()))),
         endpoints=MappingProxyType(all_endpoints),
@@ -73,6 +78,31 @@ def build_snapshot(
         mesh=mesh,
         jwks=MappingProxyType(dict(jwks or {})),
     )
+    return snap if previous is None else _reuse(previous, snap)
+
+
+def _reuse(previous: Snapshot, snap: Snapshot) -> Snapshot:
+    """`snap` with each part that equals `previous`'s replaced by `previous`'s object."""
+    same: dict[str, object] = {}
+    for f in fields(Snapshot):
+        if f.name in ("version", "endpoints"):
+            continue
+        old, new = getattr(previous, f.name), getattr(snap, f.name)
+        if old is not new and old == new:
+            same[f.name] = old
+    endpoints = {
+        host: old if (old := previous.endpoints.get(host)) is not None and old == eps else eps
+        for host, eps in snap.endpoints.items()
+    }
+    if endpoints.keys() == previous.endpoints.keys() and all(
+        eps is previous.endpoints[host] for host, eps in endpoints.items()
+    ):
+        same["endpoints"] = previous.endpoints
+    else:
+        same["endpoints"] = MappingProxyType(endpoints)
+    snap = replace(snap, **same)  # type: ignore[arg-type]
+    previous.carry_indexes(snap)
+    return snap
 
 
 _T = TypeVar(

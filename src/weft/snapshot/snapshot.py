@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from weft.api import (
     AuthorizationPolicy,
@@ -36,6 +36,27 @@ class _DrIndex:
     wildcards: Mapping[str, tuple[tuple[str, DestinationRule], ...]]
 
 
+@dataclass(frozen=True)
+class SidecarIndex:
+    """The Sidecars of one namespace: those with a selector, looked up by one of its labels
+    (every label of a selector must be on the proxy, so any one of them finds it), and the
+    first without a selector (the namespace default)."""
+
+    selected: tuple[tuple[Sidecar, tuple[tuple[str, str], ...]], ...]
+    by_label: Mapping[tuple[str, str], tuple[int, ...]]
+    match_all: tuple[int, ...]  # selectors with no labels
+    default: Sidecar | None
+
+
+@dataclass(frozen=True)
+class ServiceIndex:
+    """Services by (namespace, short name), by namespace, and their position in hostname order."""
+
+    by_name: Mapping[tuple[str, str], tuple[Service, ...]]
+    by_namespace: Mapping[str, tuple[Service, ...]]
+    position: Mapping[str, int]
+
+
 _EMPTY: Mapping[str, tuple[Endpoint, ...]] = MappingProxyType({})
 
 
@@ -57,6 +78,39 @@ class Snapshot:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     # JWKS documents the control plane fetched, by jwksUri (RequestAuthentication).
     jwks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    # Indexes (cached properties) and the fields each is computed from: a snapshot made from
+    # another with those fields unchanged (the same objects) takes the index over as it is.
+    _INDEX_INPUTS = {
+        "_vs_index": ("virtual_services",),
+        "_dr_index": ("destination_rules",),
+        "sidecars_by_namespace": ("sidecars",),
+        "sidecar_index": ("sidecars",),
+        "service_index": ("services",),
+        "uses_source_labels": ("virtual_services",),
+        "view_memo": ("services", "sidecars"),
+    }
+
+    def with_endpoints(
+        self, version: int, endpoints: Mapping[str, tuple[Endpoint, ...]]
+    ) -> Snapshot:
+        """This snapshot with some hosts' endpoints replaced: the endpoint fast path, which
+        builds nothing else (indexes are carried over)."""
+        merged = dict(self.endpoints)
+        merged.update(endpoints)
+        return self.derive(version=version, endpoints=MappingProxyType(merged))
+
+    def derive(self, **changes: object) -> Snapshot:
+        """A new snapshot with `changes`, keeping every index whose inputs did not change."""
+        new = replace(self, **changes)  # type: ignore[arg-type]
+        self.carry_indexes(new)
+        return new
+
+    def carry_indexes(self, new: Snapshot) -> None:
+        """Give `new` this snapshot's computed indexes whose inputs are the same objects."""
+        for name, inputs in self._INDEX_INPUTS.items():
+            if name in self.__dict__ and all(getattr(self, f) is getattr(new, f) for f in inputs):
+                new.__dict__[name] = self.__dict__[name]
 
     def service(self, hostname: str) -> Service | None:
         return self.services.get(hostname)
@@ -103,6 +157,58 @@ class Snapshot:
             found.setdefault(sc.metadata.namespace, []).append(sc)
         return {ns: tuple(scs) for ns, scs in found.items()}
 
+    @cached_property
+    def sidecar_index(self) -> Mapping[str, SidecarIndex]:
+        found: dict[str, tuple[list[Sidecar], list[Sidecar]]] = {}
+        for sc in self.sidecars:
+            selected, defaults = found.setdefault(sc.metadata.namespace, ([], []))
+            (defaults if sc.spec.workload_selector is None else selected).append(sc)
+        out: dict[str, SidecarIndex] = {}
+        for namespace, (selected, defaults) in found.items():
+            entries: list[tuple[Sidecar, tuple[tuple[str, str], ...]]] = []
+            by_label: dict[tuple[str, str], list[int]] = {}
+            match_all: list[int] = []
+            for i, sc in enumerate(selected):
+                selector = sc.spec.workload_selector
+                wanted = tuple((selector.labels or {}).items()) if selector is not None else ()
+                entries.append((sc, wanted))
+                if wanted:
+                    by_label.setdefault(wanted[0], []).append(i)
+                else:
+                    match_all.append(i)
+            out[namespace] = SidecarIndex(
+                tuple(entries),
+                {k: tuple(v) for k, v in by_label.items()},
+                tuple(match_all),
+                defaults[0] if defaults else None,
+            )
+        return MappingProxyType(out)
+
+    @cached_property
+    def service_index(self) -> ServiceIndex:
+        by_name: dict[tuple[str, str], list[Service]] = {}
+        by_namespace: dict[str, list[Service]] = {}
+        for service in self.services.values():
+            by_name.setdefault((service.namespace, service.short_name), []).append(service)
+            by_namespace.setdefault(service.namespace, []).append(service)
+        return ServiceIndex(
+            {k: tuple(v) for k, v in by_name.items()},
+            {k: tuple(v) for k, v in by_namespace.items()},
+            {host: i for i, host in enumerate(self.services)},
+        )
+
+    @cached_property
+    def uses_source_labels(self) -> bool:
+        """Whether any VirtualService matches on the client's labels (then routes depend on
+        them)."""
+        return any(_matches_source_labels(vs) for vs in self.virtual_services)
+
+    @cached_property
+    def view_memo(self) -> dict[object, object]:
+        """Memo for what proxy views compute from services and Sidecars (weft.snapshot.view):
+        shared by snapshots with the same services and Sidecars."""
+        return {}
+
     # Lookups above run once per service per proxy: index the rules by host once per snapshot.
     @cached_property
     def _vs_index(self) -> _HostIndex[int]:
@@ -129,3 +235,9 @@ class Snapshot:
             else:
                 exact.setdefault((namespace, host), dr)  # the first by name wins, as before
         return _DrIndex(exact, {ns: tuple(v) for ns, v in wildcards.items()})
+
+
+def _matches_source_labels(vs: VirtualService) -> bool:
+    spec = vs.spec
+    routes: list[Any] = [*spec.http, *spec.tcp, *spec.tls]
+    return any(m.source_labels for route in routes for m in route.match or [])

@@ -10,7 +10,8 @@ from envoy.config.core.v3 import address_pb2, config_source_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
-from weft.registry.model import TLS_MODE_LABEL, Service, ServicePort
+from weft.api import DestinationRule
+from weft.registry.model import TLS_MODE_LABEL, Endpoint, Service, ServicePort
 from weft.snapshot.proxy import InboundPort, Proxy
 from weft.snapshot.snapshot import Snapshot
 from weft.snapshot.view import visible_services
@@ -54,36 +55,55 @@ def outbound_clusters(proxy: Proxy, snap: Snapshot) -> list[cluster_pb2.Cluster]
     """Clusters for what the proxy can reach: a function of its view, not of its ports."""
     clusters: list[cluster_pb2.Cluster] = []
     for service in visible_services(proxy, snap):
-        dr = snap.destination_rule_for(service.hostname, proxy.namespace)
-        subsets = [s.name for s in dr.spec.subsets or []] if dr is not None else []
-        sans = mesh_identities(service, snap)
-        for port in service.ports:
-            for subset in ["", *subsets]:
-                policy = effective_policy(dr, port.port, subset)
-                cluster = outbound_cluster(
-                    service, port, subset, policy, _dns_targets(service, port.port, snap)
-                )
-                apply_client_tls(
-                    cluster, policy, sans, proxy.sds, sni(port.port, subset, service.hostname)
-                )
-                clusters.append(cluster)
+        clusters += service_clusters(
+            service,
+            snap.destination_rule_for(service.hostname, proxy.namespace),
+            snap.endpoints_of(service.hostname),
+            snap.mesh.trust_domain,
+            proxy.sds,
+        )
     return clusters
 
 
-def _dns_targets(service: Service, port: int, snap: Snapshot) -> list[tuple[str, int]]:
+def service_clusters(
+    service: Service,
+    dr: DestinationRule | None,
+    endpoints: Sequence[Endpoint],
+    trust_domain: str,
+    has_certs: bool,
+) -> list[cluster_pb2.Cluster]:
+    """One service's outbound clusters (each port, each subset of its DestinationRule) for a
+    client; every input is an argument, so the result can be cached by them."""
+    subsets = [s.name for s in dr.spec.subsets or []] if dr is not None else []
+    sans = mesh_identities(endpoints, trust_domain)
+    clusters: list[cluster_pb2.Cluster] = []
+    for port in service.ports:
+        for subset in ["", *subsets]:
+            policy = effective_policy(dr, port.port, subset)
+            cluster = outbound_cluster(
+                service, port, subset, policy, _dns_targets(service, port.port, endpoints)
+            )
+            apply_client_tls(
+                cluster, policy, sans, has_certs, sni(port.port, subset, service.hostname)
+            )
+            clusters.append(cluster)
+    return clusters
+
+
+def _dns_targets(
+    service: Service, port: int, endpoints: Sequence[Endpoint]
+) -> list[tuple[str, int]]:
     if service.resolution != "DNS":
         return []
-    return [
-        (ep.address, ep.target_port(port) or port) for ep in snap.endpoints_of(service.hostname)
-    ]
+    return [(ep.address, ep.target_port(port) or port) for ep in endpoints]
 
 
-def mesh_identities(service: Service, snap: Snapshot) -> list[str]:
+def mesh_identities(endpoints: Sequence[Endpoint], trust_domain: str) -> list[str]:
     """The SPIFFE identities the service's sidecar endpoints run as: what a client verifies."""
     return sorted(
         {
-            spiffe_id(snap.mesh.trust_domain, ep.namespace, ep.service_account)
-            for ep in snap.endpoints_of(service.hostname)
+            spiffe_id(trust_domain, ep.namespace, ep.service_account)
+            for ep in endpoints
             if ep.labels.get(TLS_MODE_LABEL) == TLS_MODE_ISTIO
         }
     )

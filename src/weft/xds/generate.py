@@ -1,34 +1,51 @@
 """Run the generators for one proxy: one per xDS type, plus a cache.
 
 What a proxy can reach (outbound clusters, their endpoints, its HTTP routes) depends only on
-its view: namespace, labels, whether it holds a certificate, and the snapshot. That part is
-built once per view and shared, serialized, by every proxy with the same view; the parts that
-depend on the proxy's own ports (inbound clusters, listeners) are built per proxy. Each cache
-key lists exactly the inputs of what it caches, so no proxy is ever served another's config.
+its view: namespace, the Sidecar that scopes it, whether it holds a certificate (and its
+labels, when a VirtualService matches on them). That part is built once per view and shared,
+serialized, by every proxy with the same view; the parts that depend on the proxy's own ports
+(inbound clusters, listeners) are built per proxy.
+
+Below the views, each service's clusters, each cluster's endpoints and each virtual host are
+cached on their own, keyed by exactly the inputs their generator reads, by identity: the
+snapshot is immutable and a new snapshot keeps every unchanged part as the same object
+(`build_snapshot(previous=...)`, `Snapshot.with_endpoints`). A change therefore regenerates
+only what it touched (one virtual host for a VirtualService edit, one cluster's endpoints for
+a new instance) and every view is reassembled from serialized pieces. No proxy is ever served
+another's config: a key that left out an input would serve stale config, and the tests compare
+cached generation against generation from scratch across sequences of changes.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
+from typing import Generic, TypeVar
 
 from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
 from google.protobuf import any_pb2, message
 
+from weft.api import DestinationRule
 from weft.errors import WeftError
+from weft.registry.model import Endpoint, Service
 from weft.snapshot.proxy import Proxy
+from weft.snapshot.scope import ChangeScope
 from weft.snapshot.snapshot import Snapshot
+from weft.snapshot.view import sidecar_for, visible_services
 from weft.xds import names, types
-from weft.xds.cds import generate_clusters, inbound_cluster, outbound_clusters
-from weft.xds.eds import generate_endpoints
+from weft.xds.cds import generate_clusters, inbound_cluster, service_clusters
+from weft.xds.eds import generate_endpoints, load_assignment
 from weft.xds.lds import generate_listeners
-from weft.xds.rds import generate_routes
+from weft.xds.protos import boolean
+from weft.xds.rds import block_all, generate_routes, route_plan, virtual_host
 
 
 @dataclass(frozen=True)
@@ -122,90 +139,395 @@ def _rds_names(listeners: list[listener_pb2.Listener]) -> set[str]:
     return found
 
 
+class Ref:
+    """An identity key: equal only to a Ref of the same object, which it keeps alive (so its
+    id cannot be reused while the key exists). For immutable inputs, identity is equality."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ref) and other.obj is self.obj
+
+
+_V = TypeVar("_V")
+
+
+class Memo(Generic[_V]):
+    """Results by their inputs, kept while they are used: what the generations for one
+    snapshot did not use is dropped when the next but one begins (`age()` once per snapshot).
+
+    A result is keyed by plain values (`key`) and by the identity of objects (`inputs`); the
+    entry holds those objects, so their ids cannot be reused while it exists.
+    """
+
+    def __init__(self) -> None:
+        self._now: dict[tuple[object, ...], tuple[tuple[object, ...], _V]] = {}
+        self._before: dict[tuple[object, ...], tuple[tuple[object, ...], _V]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(
+        self, key: tuple[object, ...], inputs: tuple[object, ...], build: Callable[[], _V]
+    ) -> _V:
+        full = (*key, *map(id, inputs))
+        found = self._now.get(full)
+        if found is None:
+            found = self._before.pop(full, None)
+            if found is None:
+                self.misses += 1
+                found = (inputs, build())
+            else:
+                self.hits += 1
+            self._now[full] = found
+        else:
+            self.hits += 1
+        return found[1]
+
+    def age(self) -> None:
+        self._before = self._now
+        self._now = {}
+
+    def __len__(self) -> int:
+        return len(self._now) + len(self._before)
+
+
 @dataclass(frozen=True)
 class SharedView:
-    """What every proxy with one view gets alike: packed outbound clusters, EDS, routes."""
+    """What every proxy with one view gets alike: packed outbound clusters, EDS, routes, and
+    the services it sees (push scope: which changes can affect it)."""
 
     clusters: Mapping[str, any_pb2.Any]
     eds_names: tuple[str, ...]
     endpoints: Resources
     routes: Resources
+    hosts: frozenset[str]
 
 
-def view_key(proxy: Proxy) -> tuple[object, ...]:
-    """Every proxy property the shared part reads (Sidecar scope and sourceLabels use the
-    labels; mTLS needs a certificate)."""
-    return (proxy.namespace, tuple(sorted(proxy.labels.items())), proxy.sds, proxy.kind)
+def view_key(proxy: Proxy, snap: Snapshot) -> tuple[object, ...]:
+    """Every proxy property the shared part reads: the namespace (DestinationRule lookup,
+    short names), the Sidecar that scopes it, its labels only when some VirtualService matches
+    on sourceLabels, whether it has a certificate (mTLS), and its kind."""
+    labels = tuple(proxy.labels.items()) if snap.uses_source_labels else ()
+    return (proxy.namespace, Ref(sidecar_for(proxy, snap)), labels, proxy.sds, proxy.kind)
 
 
-def build_shared(proxy: Proxy, snap: Snapshot) -> SharedView:
-    clusters = outbound_clusters(proxy, snap)
-    eds_names = tuple(
-        c.eds_cluster_config.service_name or c.name for c in clusters if c.type == c.EDS
+@dataclass(frozen=True)
+class _ClusterBlock:
+    packed: Mapping[str, any_pb2.Any]
+    eds_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Own:
+    """What is one proxy's own: its inbound clusters, listeners and the routes they name."""
+
+    inbound: Mapping[str, any_pb2.Any]
+    listeners: Resources
+    route_names: tuple[str, ...]
+
+
+class Pieces:
+    """The per-service, per-cluster and per-virtual-host caches under the views."""
+
+    def __init__(self) -> None:
+        self.clusters: Memo[_ClusterBlock] = Memo()
+        self.endpoints: Memo[any_pb2.Any] = Memo()
+        self.vhosts: Memo[bytes] = Memo()
+        self.own: Memo[_Own] = Memo()
+        self.cds: Memo[Resources] = Memo()  # a proxy's whole CDS: shared plus its own
+
+    def age(self) -> None:
+        for memo in (self.clusters, self.endpoints, self.vhosts, self.own, self.cds):
+            memo.age()
+
+
+# Which parts of a view each host-scoped snapshot part feeds: after a change to only these,
+# a view keeps the rest of what it had (push scope says which snapshot parts changed).
+VIEW_INPUTS = {
+    "clusters": frozenset({"endpoints"}),  # SANs and DNS targets come from endpoints
+    "endpoints": frozenset({"endpoints"}),
+    "routes": frozenset({"virtual_services"}),
+}
+
+
+def build_shared(
+    proxy: Proxy,
+    snap: Snapshot,
+    pieces: Pieces | None = None,
+    prior: SharedView | None = None,
+    changed: frozenset[str] = frozenset(),
+) -> SharedView:
+    """The view's shared part. With `prior`, the same view's part for the previous snapshot,
+    and `changed`, the snapshot parts that changed since (only host-scoped ones), the parts
+    of the view those do not feed are taken over from `prior`."""
+    pieces = pieces or Pieces()
+    if prior is not None and not changed & VIEW_INPUTS["clusters"]:
+        clusters, eds_names, endpoints, hosts = (
+            prior.clusters, prior.eds_names, prior.endpoints, prior.hosts,
+        )  # fmt: skip
+    else:
+        clusters, eds_names, endpoints, hosts = _outbound(proxy, snap, pieces)
+    if prior is not None and not changed & VIEW_INPUTS["routes"]:
+        routes = prior.routes
+    else:
+        routes = Resources.of_packed(
+            types.ROUTE, {names.HTTP_PROXY_ROUTE: _routes(proxy, snap, pieces)}
+        )
+    return SharedView(clusters, eds_names, endpoints, routes, hosts)
+
+
+def _outbound(
+    proxy: Proxy, snap: Snapshot, pieces: Pieces
+) -> tuple[Mapping[str, any_pb2.Any], tuple[str, ...], Resources, frozenset[str]]:
+    """Clusters and endpoints of what the proxy sees, and the hosts it sees."""
+    trust_domain = snap.mesh.trust_domain
+    clusters: dict[str, any_pb2.Any] = {}
+    endpoints: dict[str, any_pb2.Any] = {}
+    eds_names: list[str] = []
+    services = visible_services(proxy, snap)
+    for service in services:
+        dr = snap.destination_rule_for(service.hostname, proxy.namespace)
+        eps = snap.endpoints_of(service.hostname)
+        # The key is service_clusters' arguments, exactly.
+        block = pieces.clusters.get(
+            (trust_domain, proxy.sds),
+            (service, dr, eps),
+            partial(_cluster_block, service, dr, eps, trust_domain, proxy.sds),
+        )
+        clusters.update(block.packed)
+        for name in block.eds_names:
+            eds_names.append(name)
+            # load_assignment reads the cluster's DestinationRule (subsets), the service's
+            # endpoints, and PeerAuthentications with the root namespace (auto mTLS).
+            endpoints[name] = pieces.endpoints.get(
+                (name, snap.root_namespace),
+                (dr, eps, snap.peer_authentications),
+                partial(_endpoints_of, name, snap, proxy.namespace),
+            )
+    return (
+        clusters,
+        tuple(eds_names),
+        Resources.of_packed(types.ENDPOINT, endpoints),
+        frozenset(s.hostname for s in services),
     )
-    endpoints = generate_endpoints(eds_names, snap, proxy.namespace)
-    routes = generate_routes(proxy, snap, [names.HTTP_PROXY_ROUTE])
-    return SharedView(
-        clusters=pack_all(types.CLUSTER, [(c.name, c) for c in clusters]),
-        eds_names=eds_names,
-        endpoints=Resources.of(types.ENDPOINT, [(e.cluster_name, e) for e in endpoints]),
-        routes=Resources.of(types.ROUTE, [(r.name, r) for r in routes]),
+
+
+def _cluster_block(
+    service: Service,
+    dr: DestinationRule | None,
+    endpoints: tuple[Endpoint, ...],
+    trust_domain: str,
+    has_certs: bool,
+) -> _ClusterBlock:
+    built = service_clusters(service, dr, endpoints, trust_domain, has_certs)
+    return _ClusterBlock(
+        pack_all(types.CLUSTER, [(c.name, c) for c in built]),
+        tuple(c.eds_cluster_config.service_name or c.name for c in built if c.type == c.EDS),
     )
 
 
-def generate_with(shared: SharedView, proxy: Proxy, snap: Snapshot) -> dict[str, Resources]:
+def _endpoints_of(cluster: str, snap: Snapshot, client_namespace: str) -> any_pb2.Any:
+    return _pack(types.ENDPOINT, load_assignment(cluster, snap, client_namespace))
+
+
+def _pack(type_url: str, msg: message.Message) -> any_pb2.Any:
+    return any_pb2.Any(type_url=type_url, value=msg.SerializeToString(deterministic=True))
+
+
+def _routes(proxy: Proxy, snap: Snapshot, pieces: Pieces) -> any_pb2.Any:
+    labels = tuple(proxy.labels.items()) if snap.uses_source_labels else ()
+    parts: list[bytes] = []
+    for service, port, domains in route_plan(proxy, snap):
+        bound = snap.virtual_services_for(service.hostname)
+        # virtual_host reads the service, port and domains, the first VirtualService bound to
+        # the host, the services and DestinationRules its destinations name, and the proxy's
+        # namespace and (for sourceLabels) labels.
+        key = (port, domains, proxy.namespace, labels)
+        inputs = (service, bound[0] if bound else None, snap.services, snap.destination_rules)
+        parts.append(
+            pieces.vhosts.get(key, inputs, partial(_vhost, service, port, domains, proxy, snap))
+        )
+    parts.append(_BLOCK_ALL)
+    value = route_config_bytes(names.HTTP_PROXY_ROUTE, parts)
+    return any_pb2.Any(type_url=types.ROUTE, value=value)
+
+
+def _vhost(
+    service: Service, port: int, domains: tuple[str, ...], proxy: Proxy, snap: Snapshot
+) -> bytes:
+    serialized: bytes = virtual_host(service, port, domains, proxy, snap).SerializeToString(
+        deterministic=True
+    )
+    return serialized
+
+
+_BLOCK_ALL = block_all().SerializeToString(deterministic=True)
+_VALIDATE_CLUSTERS_OFF: bytes = route_pb2.RouteConfiguration(
+    validate_clusters=boolean(False)
+).SerializeToString(deterministic=True)
+_VHOSTS_FIELD = route_pb2.RouteConfiguration.DESCRIPTOR.fields_by_name["virtual_hosts"].number
+
+
+def route_config_bytes(name: str, vhosts: Iterable[bytes]) -> bytes:
+    """The serialized RouteConfiguration {name, virtual_hosts, validate_clusters: false},
+    byte for byte what deterministic serialization of the message gives (fields in number
+    order: name 1, virtual_hosts 2, validate_clusters 7), from already serialized virtual
+    hosts: a serialized message is the concatenation of its serialized fields."""
+    head: bytes = route_pb2.RouteConfiguration(name=name).SerializeToString(deterministic=True)
+    tag = _varint(_VHOSTS_FIELD << 3 | 2)  # length-delimited
+    body = b"".join(tag + _varint(len(v)) + v for v in vhosts)
+    return head + body + _VALIDATE_CLUSTERS_OFF
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _own(proxy: Proxy, snap: Snapshot, pieces: Pieces) -> _Own:
+    """A proxy's own part. generate_listeners reads the proxy, PeerAuthentications,
+    AuthorizationPolicies, RequestAuthentications, JWKS documents, mesh config and root
+    namespace: exactly the key."""
+
+    def build() -> _Own:
+        listeners = generate_listeners(proxy, snap)
+        inbound = [inbound_cluster(p) for p in proxy.inbound]
+        return _Own(
+            inbound=pack_all(types.CLUSTER, [(c.name, c) for c in inbound]),
+            listeners=Resources.of(types.LISTENER, [(x.name, x) for x in listeners]),
+            route_names=tuple(sorted(_rds_names(listeners))),
+        )
+
+    inputs = (
+        snap.peer_authentications, snap.authorization_policies, snap.request_authentications,
+        snap.jwks, snap.mesh,
+    )  # fmt: skip
+    return pieces.own.get((proxy.config_key(), snap.root_namespace), inputs, build)
+
+
+def _all_clusters(
+    outbound: Mapping[str, any_pb2.Any], inbound: Mapping[str, any_pb2.Any]
+) -> Resources:
+    return Resources.of_packed(types.CLUSTER, {**outbound, **inbound})
+
+
+def generate_with(
+    shared: SharedView, proxy: Proxy, snap: Snapshot, pieces: Pieces | None = None
+) -> dict[str, Resources]:
     """A proxy's config from its view's shared part plus what is its own."""
-    inbound = [inbound_cluster(p) for p in proxy.inbound]
-    clusters = {**shared.clusters, **pack_all(types.CLUSTER, [(c.name, c) for c in inbound])}
-    listeners = generate_listeners(proxy, snap)
-    route_names = sorted(_rds_names(listeners))
+    pieces = pieces or Pieces()
+    own = _own(proxy, snap, pieces)
+    cds = pieces.cds.get(
+        (), (shared.clusters, own.inbound), partial(_all_clusters, shared.clusters, own.inbound)
+    )
+    route_names = list(own.route_names)
     routes = shared.routes
     if set(routes.items) != set(route_names):
         routes = Resources.of_packed(
             types.ROUTE, {n: a for n, a in routes.items.items() if n in route_names}
         )
     out = {
-        types.CLUSTER: Resources.of_packed(types.CLUSTER, clusters),
+        types.CLUSTER: cds,
         types.ENDPOINT: shared.endpoints,
-        types.LISTENER: Resources.of(types.LISTENER, [(x.name, x) for x in listeners]),
+        types.LISTENER: own.listeners,
         types.ROUTE: routes,
     }
     check_consistent(out, list(shared.eds_names), route_names)
     return out
 
 
-class GenerationCache:
-    """Shared parts per (view, snapshot version); whole configs per (proxy, snapshot version).
+@dataclass(frozen=True)
+class _Entry:
+    view: tuple[object, ...]
+    config: dict[str, Resources]
 
-    A new snapshot version drops everything built for older ones.
+
+class GenerationCache:
+    """Whole configs per proxy and shared parts per view, for the current snapshot; pieces
+    (per service, cluster, virtual host, proxy) across snapshots, by their inputs.
+
+    `advance(snapshot, keep)` makes a new snapshot current: configs of the proxies in `keep`
+    (those the change cannot affect, by push scope) carry over, everything else is rebuilt
+    from pieces on demand.
     """
 
-    def __init__(self, max_entries: int = 4096) -> None:
+    def __init__(self, max_entries: int = 16384) -> None:
         self._max = max_entries
-        self._shared: dict[tuple[object, ...], SharedView] = {}
-        self._entries: OrderedDict[tuple[object, ...], dict[str, Resources]] = OrderedDict()
-        self._version = -1
+        self._views: dict[tuple[object, ...], SharedView] = {}
+        self._entries: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
+        self._version: int | None = None
+        # The previous snapshot's views, and what changed since, when the change was narrow.
+        self._prior: dict[tuple[object, ...], SharedView] = {}
+        self._changed: frozenset[str] = frozenset()
+        self.pieces = Pieces()
         self.hits = 0
         self.misses = 0
 
+    @property
+    def view_count(self) -> int:
+        return len(self._views)
+
+    def advance(
+        self, snap: Snapshot, keep: Iterable[Proxy] = (), scope: ChangeScope | None = None
+    ) -> None:
+        """Make `snap` current. `keep`: proxies whose config carries over as it is; `scope`:
+        the change from the previous snapshot, whose views are reused where it allows."""
+        if snap.version == self._version:
+            return
+        narrow = scope is not None and not scope.everything
+        self._prior = self._views if narrow else {}
+        self._changed = scope.parts if scope is not None and narrow else frozenset()
+        kept: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
+        for proxy in keep:
+            key = proxy.config_key()
+            entry = self._entries.get(key)
+            if entry is not None:
+                kept[key] = entry
+        self._views = {e.view: self._views[e.view] for e in kept.values() if e.view in self._views}
+        self._entries = kept
+        self._version = snap.version
+        self.pieces.age()
+
+    def visible_hosts(self, proxy: Proxy) -> Collection[str] | None:
+        """The services the proxy's current config covers; None if none was built."""
+        entry = self._entries.get(proxy.config_key())
+        if entry is None:
+            return None
+        shared = self._views.get(entry.view)
+        return shared.hosts if shared is not None else None
+
     def get(self, proxy: Proxy, snap: Snapshot) -> dict[str, Resources]:
         if snap.version != self._version:
-            self._entries.clear()
-            self._shared.clear()
-            self._version = snap.version
+            self.advance(snap)
         key = proxy.config_key()
         found = self._entries.get(key)
         if found is not None:
             self.hits += 1
             self._entries.move_to_end(key)
-            return found
+            return found.config
         self.misses += 1
-        view = view_key(proxy)
-        shared = self._shared.get(view)
+        view = view_key(proxy, snap)
+        shared = self._views.get(view)
         if shared is None:
-            shared = self._shared[view] = build_shared(proxy, snap)
-        built = generate_with(shared, proxy, snap)
-        self._entries[key] = built
+            prior = self._prior.get(view)
+            shared = self._views[view] = build_shared(
+                proxy, snap, self.pieces, prior, self._changed
+            )
+        built = generate_with(shared, proxy, snap, self.pieces)
+        self._entries[key] = _Entry(view, built)
         if len(self._entries) > self._max:
             self._entries.popitem(last=False)
         return built

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
@@ -37,34 +37,46 @@ def http_proxy_routes(proxy: Proxy, snap: Snapshot) -> route_pb2.RouteConfigurat
     config = route_pb2.RouteConfiguration(
         name=names.HTTP_PROXY_ROUTE, validate_clusters=boolean(False)
     )
+    for service, port, domains in route_plan(proxy, snap):
+        config.virtual_hosts.append(virtual_host(service, port, domains, proxy, snap))
+    config.virtual_hosts.append(block_all())
+    return config
+
+
+def route_plan(proxy: Proxy, snap: Snapshot) -> list[tuple[Service, int, tuple[str, ...]]]:
+    """The HTTP proxy's virtual hosts in order: (service, port, domains). A domain goes to the
+    first service that claims it."""
+    plan: list[tuple[Service, int, tuple[str, ...]]] = []
     used: set[str] = set()
     for service in visible_services(proxy, snap):
         for port in service.ports:
             if port.protocol in NON_HTTP:
                 continue
-            domains = [
+            domains = tuple(
                 d for d in vhost_domains(service, port.port, proxy.namespace) if d not in used
-            ]
+            )
             if not domains:
                 continue
             used.update(domains)
-            config.virtual_hosts.append(_virtual_host(service, port.port, domains, proxy, snap))
-    config.virtual_hosts.append(
-        rc.VirtualHost(
-            name="block_all",
-            domains=["*"],
-            routes=[
-                rc.Route(
-                    name="block_all",
-                    match=rc.RouteMatch(prefix="/"),
-                    direct_response=rc.DirectResponseAction(
-                        status=502, body={"inline_string": NOT_IN_MESH_BODY}
-                    ),
-                )
-            ],
-        )
+            plan.append((service, port.port, domains))
+    return plan
+
+
+def block_all() -> rc.VirtualHost:
+    """The last virtual host: any other authority is not in the mesh."""
+    return rc.VirtualHost(
+        name="block_all",
+        domains=["*"],
+        routes=[
+            rc.Route(
+                name="block_all",
+                match=rc.RouteMatch(prefix="/"),
+                direct_response=rc.DirectResponseAction(
+                    status=502, body={"inline_string": NOT_IN_MESH_BODY}
+                ),
+            )
+        ],
     )
-    return config
 
 
 def vhost_domains(service: Service, port: int, client_namespace: str) -> list[str]:
@@ -87,9 +99,12 @@ def vhost_domains(service: Service, port: int, client_namespace: str) -> list[st
     return domains
 
 
-def _virtual_host(
-    service: Service, port: int, domains: list[str], proxy: Proxy, snap: Snapshot
+def virtual_host(
+    service: Service, port: int, domains: Sequence[str], proxy: Proxy, snap: Snapshot
 ) -> rc.VirtualHost:
+    """One service port's virtual host. Reads the first VirtualService bound to the service,
+    the services and DestinationRules its destinations name, and the proxy's namespace (and
+    labels, when the VirtualService matches on sourceLabels)."""
     target = RouteTarget(service=service, port=port, proxy=proxy, snap=snap)
     routes: list[rc.Route] = []
     bound = snap.virtual_services_for(service.hostname)

@@ -18,12 +18,13 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import json_format
 
 from weft.snapshot.proxy import Proxy, proxy_from_node
+from weft.snapshot.scope import change_scope
 from weft.snapshot.snapshot import Snapshot
 from weft.telemetry.metrics import ControlPlaneMetrics
 from weft.xds import types
 from weft.xds.connection import Connection, Protocol
 from weft.xds.delta import DeltaAds
-from weft.xds.generate import GenerationCache, Resources
+from weft.xds.generate import GenerationCache, InconsistentConfig, Resources
 from weft.xds.stream import pump_requests
 
 log = logging.getLogger("weft.xds")
@@ -59,18 +60,32 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
-    def push(self, snapshot: Snapshot) -> None:
-        """Make `snapshot` current and wake every stream to send what changed for it.
-
-        Config for every connected proxy is generated first: if that fails (raises), the
-        previous snapshot stays current and nothing is sent.
-        """
-        for conn in list(self.connections.values()):
-            self._cache.get(conn.proxy, snapshot)
+    def push(self, snapshot: Snapshot) -> int:
+        """Make `snapshot` current and wake the streams of the proxies it can change (push
+        scope); return how many. Each stream generates its proxy's config itself, so the
+        first proxies are served while later ones wait their turn on the event loop."""
+        scope = change_scope(self._snapshot, snapshot)
+        woken: list[Connection] = []
+        unaffected: list[Proxy] = []
+        for conn in self.connections.values():
+            visible = self._cache.visible_hosts(conn.proxy)
+            if scope.everything or visible is None or scope.affects(visible):
+                woken.append(conn)
+            else:
+                unaffected.append(conn.proxy)
+        self._cache.advance(snapshot, keep=unaffected, scope=scope)
         self._snapshot = snapshot
         self._snapshot_at = time.monotonic()
-        for queue in self._queues.values():
-            queue.put_nowait(_PUSH)
+        for conn in woken:
+            queue = self._queues.get(conn.id)
+            if queue is not None:
+                queue.put_nowait(_PUSH)
+        log.debug(
+            "snapshot %d: %d proxies to push, %d unaffected (scope: %s)",
+            snapshot.version, len(woken), len(unaffected),
+            "everything" if scope.hosts is None else sorted(scope.hosts),
+        )  # fmt: skip
+        return len(woken)
 
     def config_for(self, proxy: Proxy) -> dict[str, Resources]:
         return self._cache.get(proxy, self._snapshot)
@@ -133,7 +148,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
                     break
                 if event is _PUSH:
                     if conn is not None:
-                        responses = on_push(conn)
+                        responses = self._guard(conn, on_push, conn)
                         if responses:
                             conn.pushes += 1
                             self.metrics.convergence.observe(time.monotonic() - self._snapshot_at)
@@ -148,12 +163,25 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
                             grpc.StatusCode.INVALID_ARGUMENT, "first request must carry node.id"
                         )
                         return
-                for response in on_request(conn, request):
+                for response in self._guard(conn, on_request, conn, request):
                     yield response
         finally:
             reader.cancel()
             if conn is not None:
                 self._close(conn)
+
+    def _guard(
+        self, conn: Connection, handle: Callable[..., list[_Response]], *args: object
+    ) -> list[_Response]:
+        """Generation failing for one proxy (a bug: inconsistent config) sends it nothing
+        new: it keeps its last good config, and every other stream goes on."""
+        try:
+            return handle(*args)
+        except InconsistentConfig as e:
+            log.error("not sending new config to %s, it keeps its last: %s", conn.proxy.id, e)
+        except Exception:
+            log.exception("not sending new config to %s: generation failed", conn.proxy.id)
+        return []
 
     def _open(
         self, node: base_pb2.Node, protocol: Protocol, queue: asyncio.Queue[object]
