@@ -25,6 +25,18 @@ class XdsTypeCounter:
         return self._counter.labels(xds_type.lower())
 
 
+class XdsTypeHistogram:
+    """A histogram by xDS type, labelled as istiod labels it."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self._histogram = Histogram(
+            name, documentation, ["type"], buckets=PUSH_BUCKETS, registry=registry
+        )
+
+    def labels(self, xds_type: str) -> Histogram:
+        return self._histogram.labels(xds_type.lower())
+
+
 class ControlPlaneMetrics:
     """One registry per control plane, so several can live in one process (tests)."""
 
@@ -39,11 +51,10 @@ class ControlPlaneMetrics:
             "xDS responses a proxy rejected (NACK), by type.",
             self.registry,
         )
-        self.push_time = Histogram(
+        self.push_time = XdsTypeHistogram(
             "pilot_xds_push_time",
-            "Seconds to generate and send one push to one proxy.",
-            buckets=PUSH_BUCKETS,
-            registry=self.registry,
+            "Seconds to generate and send one xDS response to one proxy, by type.",
+            self.registry,
         )
         self.convergence = Histogram(
             "pilot_proxy_convergence_time",

@@ -164,7 +164,9 @@ class DeltaAds:
         watch.sent_at = time.time()
         watch.resources_sent += len(updated)
         self._metrics.pushes.labels(types.short_name(type_url)).inc()
-        self._metrics.push_time.observe(time.monotonic() - started)
+        self._metrics.push_time.labels(types.short_name(type_url)).observe(
+            time.monotonic() - started
+        )
         if type_url == types.CLUSTER:
             _follow_with_endpoints(conn, resources, updated)
         return [

@@ -267,7 +267,9 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         watch.sent_at = time.time()
         watch.resources_sent += len(items)
         self.metrics.pushes.labels(types.short_name(type_url)).inc()
-        self.metrics.push_time.observe(time.monotonic() - started)
+        self.metrics.push_time.labels(types.short_name(type_url)).observe(
+            time.monotonic() - started
+        )
         return discovery_pb2.DiscoveryResponse(
             version_info=resources.version,
             type_url=type_url,

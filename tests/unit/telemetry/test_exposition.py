@@ -39,7 +39,7 @@ def test_gauge_counts_connected_proxies() -> None:
 def test_histograms_have_istios_buckets_written_as_go_writes_them() -> None:
     metrics = ControlPlaneMetrics()
     metrics.convergence.observe(0.004)
-    metrics.push_time.observe(2.0)
+    metrics.push_time.labels("RDS").observe(2.0)
     out = lines(metrics)
     # Every boundary istiod uses, so `{le="1"}` finds the same bucket as against istiod.
     for le in ("0.1", "0.5", "1", "3", "5", "10", "20", "30"):
@@ -49,9 +49,9 @@ def test_histograms_have_istios_buckets_written_as_go_writes_them() -> None:
     assert 'pilot_proxy_convergence_time_bucket{le="+Inf"} 1' in out
     assert "pilot_proxy_convergence_time_count 1" in out
     for le in ("0.01", "0.1", "1"):
-        assert f'pilot_xds_push_time_bucket{{le="{le}"}} 0' in out
-    assert 'pilot_xds_push_time_bucket{le="3"} 1' in out
-    assert "pilot_xds_push_time_sum 2" in out
+        assert f'pilot_xds_push_time_bucket{{type="rds",le="{le}"}} 0' in out
+    assert 'pilot_xds_push_time_bucket{type="rds",le="3"} 1' in out
+    assert 'pilot_xds_push_time_sum{type="rds"} 2' in out
 
 
 def test_a_standard_parser_reads_it_back() -> None:
