@@ -1,10 +1,19 @@
-"""ADS load: M sidecars' state-of-the-world streams to one control plane, from one process.
+"""ADS load: M sidecars' ADS streams to one control plane, from one process.
 
 Each stream behaves as Envoy does: its first request carries a node with the metadata our
 sidecars send, it subscribes to CDS (wildcard), then to EDS for the EDS clusters it got, then
 to LDS (wildcard), then to RDS for the route names in its listeners, and it ACKs every
-response with the version and nonce it got. It records, per stream and type, when each
-version arrived and when it was ACKed. Payloads are parsed only as far as names need.
+response. It records, per stream and type, when each version arrived and when it was ACKed.
+Payloads are parsed only as far as names need.
+
+`--protocol delta` (the default, as every Envoy `weft run` starts speaks it) opens
+`DeltaAggregatedResources`: CDS and LDS are wildcard (a first request naming nothing), EDS
+and RDS are subscribed and unsubscribed by name as clusters and listeners come and go, each
+response's `resources` and `removed_resources` are applied to what the stream holds, every
+response is ACKed with its nonce (never NACKed: an unreadable payload is counted instead), and
+a type's version is the response's `system_version_info`. A reconnect declares what it holds
+(`initial_resource_versions`). `--protocol sotw` opens `StreamAggregatedResources`, ACKs
+with version and nonce, and NACKs a payload it cannot read.
 
 Control is line-oriented JSON: one command per line on stdin, one answer per line on stdout
 (logs go to stderr). Times are `time.monotonic()` seconds, one clock for every process here.
@@ -15,7 +24,7 @@ Control is line-oriented JSON: one command per line on stdin, one answer per lin
     {"id": 4, "op": "wait", "watch": 1, "timeout": 30}  until every stream ACKed another one
     {"id": 5, "op": "quit"}
 
-    python -m bench.adsload --xds 127.0.0.1:15010 --proxies 100 [--namespace default]
+    python -m bench.adsload --xds 127.0.0.1:15010 --proxies 100 [--protocol delta|sotw]
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -32,7 +42,7 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -49,8 +59,12 @@ from weft.xds import types
 
 log = logging.getLogger("bench.adsload")
 
+Protocol = Literal["delta", "sotw"]
+PROTOCOLS: tuple[Protocol, ...] = ("delta", "sotw")
 SHORT = {url: types.short_name(url) for url in types.PUSH_ORDER}
 BY_SHORT = {short: url for url, short in SHORT.items()}
+# Envoy subscribes to these as a wildcard, to the others by name.
+WILDCARD_TYPES = frozenset({types.CLUSTER, types.LISTENER})
 SERVICE_PORT = 8080
 # Ports named in each proxy's metadata (nothing listens on them): distinct per proxy, as
 # every sidecar on one host has its own, within range for up to PORT_SPAN proxies.
@@ -120,35 +134,43 @@ class Names:
     alike proxies get byte-identical resources, so each is parsed once."""
 
     def __init__(self) -> None:
-        self._clusters: dict[bytes, str | None] = {}
+        self._clusters: dict[bytes, tuple[str, ...]] = {}
         self._listeners: dict[bytes, tuple[str, ...]] = {}
 
+    def cluster_eds(self, value: bytes) -> tuple[str, ...]:
+        """The EDS name a serialized Cluster asks for: one, or none if it is not EDS."""
+        names = self._clusters.get(value)
+        if names is None:
+            if len(self._clusters) > NAME_CACHE_LIMIT:
+                self._clusters.clear()
+            head = ClusterHead.FromString(value)
+            names = ()
+            if head.type == EDS_TYPE:
+                names = (sys.intern(head.eds_cluster_config.service_name or head.name),)
+            self._clusters[value] = names
+        return names
+
+    def listener_routes(self, value: bytes) -> tuple[str, ...]:
+        """The route names a serialized Listener's HttpConnectionManagers ask RDS for."""
+        names = self._listeners.get(value)
+        if names is None:
+            if len(self._listeners) > NAME_CACHE_LIMIT:
+                self._listeners.clear()
+            names = self._listeners[value] = _listener_routes(value)
+        return names
+
     def eds_names(self, resources: Iterable[Any]) -> tuple[str, ...]:
-        if len(self._clusters) > NAME_CACHE_LIMIT:
-            self._clusters.clear()
-        found: list[str] = []
-        for packed in resources:
-            value = packed.value
-            name = self._clusters.get(value, "")
-            if name == "":
-                head = ClusterHead.FromString(value)
-                name = None
-                if head.type == EDS_TYPE:
-                    name = head.eds_cluster_config.service_name or head.name
-                self._clusters[value] = name
-            if name is not None:
-                found.append(name)
-        return tuple(sorted(found))
+        return tuple(sorted({n for packed in resources for n in self.cluster_eds(packed.value)}))
 
     def route_names(self, resources: Iterable[Any]) -> tuple[str, ...]:
-        found: set[str] = set()
-        for packed in resources:
-            value = packed.value
-            names = self._listeners.get(value)
-            if names is None:
-                names = self._listeners[value] = _listener_routes(value)
-            found.update(names)
+        found = {n for packed in resources for n in self.listener_routes(packed.value)}
         return tuple(sorted(found))
+
+
+def _digest(held: dict[str, str]) -> str:
+    """A type's version from what is held, for a response without `system_version_info`."""
+    text = "\n".join(f"{name} {version}" for name, version in sorted(held.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _listener_routes(value: bytes) -> tuple[str, ...]:
@@ -159,7 +181,7 @@ def _listener_routes(value: bytes) -> tuple[str, ...]:
             if f.typed_config.type_url.endswith(".HttpConnectionManager"):
                 manager = hcm_pb2.HttpConnectionManager.FromString(f.typed_config.value)
                 if manager.HasField("rds"):
-                    found.add(manager.rds.route_config_name)
+                    found.add(sys.intern(manager.rds.route_config_name))
     return tuple(sorted(found))
 
 
@@ -167,7 +189,7 @@ def _listener_routes(value: bytes) -> tuple[str, ...]:
 class TypeState:
     """One xDS type on one stream."""
 
-    names: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()  # subscribed by name (EDS, RDS); CDS and LDS are wildcard
     subscribed: bool = False
     version: str = ""  # last received
     nonce: str = ""
@@ -175,8 +197,18 @@ class TypeState:
     acked: str = ""
     acked_at: float = 0.0
     responses: int = 0
-    resources: int = 0
+    resources: int = 0  # sotw: in the last response; delta: held
     bytes: int = 0
+    unchanged: int = 0  # responses that changed nothing held: same version, or no new resource
+    # Delta only.
+    requested: bool = False  # a request for this type went out on the current stream
+    held: dict[str, str] = field(default_factory=dict)  # name -> version
+    refs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # CDS, LDS: names they need
+    resent: int = 0  # resources sent again with the version already held
+    unasked: int = 0  # EDS, RDS resources sent that were not subscribed
+    # Responses whose version changed with nothing held changing, or the reverse: where
+    # "ACKed another version" (what watches wait for) and "got new resources" part.
+    disagree: int = 0
 
 
 @dataclass
@@ -192,9 +224,12 @@ class Watch:
 class Fleet:
     """Every stream, their state, and the watches waiting on them."""
 
-    def __init__(self, target: str, identities: list[SidecarIdentity]) -> None:
+    def __init__(
+        self, target: str, identities: list[SidecarIdentity], protocol: Protocol = "delta"
+    ) -> None:
         self.target = target
         self.identities = identities
+        self.protocol = protocol
         self.states = [{url: TypeState() for url in types.PUSH_ORDER} for _ in identities]
         self.synced_at: list[float | None] = [None] * len(identities)
         self.synced = 0
@@ -203,6 +238,7 @@ class Fleet:
         self.last_errors: dict[int, str] = {}
         self.gave_up = 0
         self.nacks = 0
+        self.unreadable = 0  # delta: payloads we could not parse, ACKed all the same
         self.watches: dict[int, Watch] = {}
         self.names = Names()
         self.started_at = 0.0
@@ -246,19 +282,28 @@ class Fleet:
             user_agent_name="bench-adsload",
         )
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+        delta = self.protocol == "delta"
         backoff = RECONNECT_BASE_S
         for _ in range(MAX_ATTEMPTS):
-            call = stub.StreamAggregatedResources(wait_for_ready=True)
+            if delta:
+                call = stub.DeltaAggregatedResources(wait_for_ready=True)
+                opening = self._delta_subscriptions(index)
+            else:
+                call = stub.StreamAggregatedResources(wait_for_ready=True)
+                opening = self._subscriptions(index)
             try:
-                for n, request in enumerate(self._subscriptions(index)):
-                    if n == 0:
+                for n, request in enumerate(opening):
+                    if n == 0:  # as Envoy with set_node_on_first_message_only
                         request.node.CopyFrom(node)
                     await call.write(request)
                 while True:
                     response = await call.read()
                     if response is grpc.aio.EOF:
                         raise ConnectionError("the control plane ended the stream")
-                    await self._on_response(index, call, response)
+                    if delta:
+                        await self._on_delta(index, call, response)
+                    else:
+                        await self._on_response(index, call, response)
                     backoff = RECONNECT_BASE_S
             except asyncio.CancelledError:
                 call.cancel()
@@ -272,20 +317,45 @@ class Fleet:
             backoff = min(2 * backoff, RECONNECT_MAX_S)
         self.gave_up += 1
 
-    def _subscriptions(self, index: int) -> list[Any]:
-        """A stream's opening requests: CDS first; after a reconnect also every type it had,
-        with the version it last accepted (no nonce: a new stream)."""
+    def _resubscribing(self, index: int) -> list[str]:
+        """The types a stream's opening requests ask for: CDS first; after a reconnect also
+        every type it had."""
         state = self.states[index]
         state[types.CLUSTER].subscribed = True
+        return [
+            url
+            for url, st in state.items()
+            if url == types.CLUSTER or (st.subscribed and (st.names or url == types.LISTENER))
+        ]
+
+    def _subscriptions(self, index: int) -> list[Any]:
+        """State of the world: each type with the version it last accepted (no nonce: a new
+        stream)."""
+        state = self.states[index]
+        return [
+            discovery_pb2.DiscoveryRequest(
+                version_info=state[url].acked, type_url=url, resource_names=list(state[url].names)
+            )
+            for url in self._resubscribing(index)
+        ]
+
+    def _delta_subscriptions(self, index: int) -> list[Any]:
+        """Delta: CDS and LDS wildcard (no names), EDS and RDS by name; each declares the
+        resources it holds, so the control plane resends only what changed meanwhile."""
+        state = self.states[index]
+        for st in state.values():
+            st.requested, st.nonce = False, ""
         requests = []
-        for url in types.PUSH_ORDER:
+        for url in self._resubscribing(index):
             st = state[url]
-            if url == types.CLUSTER or (st.subscribed and (st.names or url == types.LISTENER)):
-                requests.append(
-                    discovery_pb2.DiscoveryRequest(
-                        version_info=st.acked, type_url=url, resource_names=list(st.names)
-                    )
+            st.requested = True
+            requests.append(
+                discovery_pb2.DeltaDiscoveryRequest(
+                    type_url=url,
+                    resource_names_subscribe=list(st.names),
+                    initial_resource_versions=st.held,
                 )
+            )
         return requests
 
     async def _on_response(self, index: int, call: Any, response: Any) -> None:
@@ -295,6 +365,8 @@ class Fleet:
         st = state.get(type_url)
         if st is None:
             return  # a type we never asked for
+        if st.responses and response.version_info == st.version:
+            st.unchanged += 1
         st.version, st.nonce, st.received_at = response.version_info, response.nonce, now
         st.responses += 1
         st.resources = len(response.resources)
@@ -314,6 +386,74 @@ class Fleet:
             self.nacks += 1
             return
         st.acked, st.acked_at = st.version, time.monotonic()
+        await self._follow(index, call, type_url, eds_names, route_names)
+
+    async def _on_delta(self, index: int, call: Any, response: Any) -> None:
+        """Apply a delta response to what the stream holds, ACK it, then follow it up."""
+        now = time.monotonic()
+        type_url = response.type_url
+        state = self.states[index]
+        st = state.get(type_url)
+        if st is None:
+            return  # a type we never asked for
+        st.nonce, st.received_at = response.nonce, now
+        st.responses += 1
+        st.bytes += response.ByteSize()
+        held, refs, names = st.held, st.refs, self.names
+        wanted = None if type_url in WILDCARD_TYPES else set(st.names)
+        changed = 0
+        try:
+            for resource in response.resources:
+                name, version = sys.intern(resource.name), sys.intern(resource.version)
+                if held.get(name) == version:
+                    st.resent += 1
+                else:
+                    changed += 1
+                if wanted is not None and name not in wanted:
+                    st.unasked += 1
+                held[name] = version
+                if type_url == types.CLUSTER:
+                    refs[name] = names.cluster_eds(resource.resource.value)
+                elif type_url == types.LISTENER:
+                    refs[name] = names.listener_routes(resource.resource.value)
+        except Exception as e:  # Envoy would NACK; this load ACKs, and counts it
+            self.unreadable += 1
+            self.last_errors[index] = f"unreadable {SHORT[type_url]}: {type(e).__name__}: {e}"
+        for name in response.removed_resources:
+            # News if held, or if asked for: a subscribed name that does not exist.
+            if held.pop(name, None) is not None or (wanted is not None and name in wanted):
+                changed += 1
+            refs.pop(name, None)
+        version = response.system_version_info or _digest(held)
+        if st.responses > 1 and not changed:
+            st.unchanged += 1
+        if st.responses > 1 and (version != st.version) != bool(changed):
+            st.disagree += 1
+        st.resources = len(held)
+        st.version = version
+        await call.write(
+            discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=response.nonce)
+        )
+        st.acked, st.acked_at = st.version, time.monotonic()
+        # Of every cluster held its EDS name, of every listener its route names (no refs for
+        # other types): what Envoy would then ask for.
+        needed = tuple(sorted({n for found in refs.values() for n in found}))
+        if type_url == types.CLUSTER:
+            await self._follow(index, call, type_url, needed, ())
+        else:
+            await self._follow(index, call, type_url, (), needed)
+
+    async def _follow(
+        self,
+        index: int,
+        call: Any,
+        type_url: str,
+        eds_names: tuple[str, ...],
+        route_names: tuple[str, ...],
+    ) -> None:
+        """After an ACK: subscribe to what it refers to, ask for listeners once clusters are
+        warm, and tell the watches."""
+        state = self.states[index]
         if type_url == types.CLUSTER:
             await self._subscribe(call, types.ENDPOINT, state[types.ENDPOINT], eds_names)
         if type_url == types.LISTENER:
@@ -324,18 +464,41 @@ class Fleet:
             type_url == types.ENDPOINT or (type_url == types.CLUSTER and not eds_names)
         ):
             listeners.subscribed = True
-            await call.write(self._answer(types.LISTENER, listeners, ""))
-        self._acked(index, type_url, st)
+            if self.protocol == "delta":
+                listeners.requested = True
+                await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=types.LISTENER))
+            else:
+                await call.write(self._answer(types.LISTENER, listeners, ""))
+        self._acked(index, type_url, state[type_url])
 
     async def _subscribe(
         self, call: Any, type_url: str, st: TypeState, names: tuple[str, ...]
     ) -> None:
-        """Ask for these names (with the last version and nonce), if they are new."""
+        """Ask for these names, if they are new: state of the world with the last version and
+        nonce; delta with the names added and removed."""
         if st.subscribed and names == st.names:
             return
+        before = set(st.names)
         st.names, st.subscribed = names, True
-        if names:  # no names: nothing to ask for (an empty list would mean "everything")
-            await call.write(self._answer(type_url, st, ""))
+        if self.protocol == "sotw":
+            if names:  # no names: nothing to ask for (an empty list would mean "everything")
+                await call.write(self._answer(type_url, st, ""))
+            return
+        subscribe = sorted(set(names) - before)
+        unsubscribe = sorted(before - set(names))
+        if not st.requested and not subscribe:
+            return  # a first request naming nothing would be a wildcard
+        for name in unsubscribe:  # Envoy drops what it no longer asks for
+            st.held.pop(name, None)
+        if subscribe or unsubscribe:
+            st.requested = True
+            await call.write(
+                discovery_pb2.DeltaDiscoveryRequest(
+                    type_url=type_url,
+                    resource_names_subscribe=subscribe,
+                    resource_names_unsubscribe=unsubscribe,
+                )
+            )
 
     @staticmethod
     def _answer(type_url: str, st: TypeState, error: str) -> Any:
@@ -383,8 +546,14 @@ class Fleet:
                 "responses": sum(s.responses for s in sts),
                 "bytes": sum(s.bytes for s in sts),
                 "resources_max": max((s.resources for s in sts), default=0),
+                "unchanged": sum(s.unchanged for s in sts),
             }
+            if self.protocol == "delta":
+                by_type[short]["resent"] = sum(s.resent for s in sts)
+                by_type[short]["unasked"] = sum(s.unasked for s in sts)
+                by_type[short]["disagree"] = sum(s.disagree for s in sts)
         return {
+            "protocol": self.protocol,
             "streams": len(self.identities),
             "answered": sum(1 for s in self.states if s[types.CLUSTER].responses),
             "synced": self.synced,
@@ -392,6 +561,7 @@ class Fleet:
             "gave_up": self.gave_up,
             "first_errors": sorted(set(self.last_errors.values()))[:3],
             "nacks": self.nacks,
+            "unreadable": self.unreadable,
             "types": by_type,
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
             "max_rss_mib": round(usage.ru_maxrss / 1024, 1),
@@ -473,8 +643,10 @@ async def main_async(args: argparse.Namespace) -> int:
     identities = [
         identity(i, args.namespace, args.prefix, args.replicas) for i in range(args.proxies)
     ]
-    fleet = Fleet(args.xds, identities)
-    _emit({"event": "started", "pid": os.getpid(), "proxies": args.proxies})
+    fleet = Fleet(args.xds, identities, args.protocol)
+    _emit(
+        {"event": "started", "pid": os.getpid(), "proxies": args.proxies, "protocol": args.protocol}
+    )
     streams = asyncio.create_task(fleet.run())
     try:
         await _serve_commands(fleet, args.max_seconds)
@@ -492,6 +664,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--xds", required=True, help="the control plane's ADS address, HOST:PORT")
     parser.add_argument("--proxies", type=int, required=True, help="streams to open (M)")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="delta",
+        help="incremental ADS, as our sidecars speak it (default), or state of the world",
+    )
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--prefix", default="client", help="workload names: PREFIX-00000, ...")
     parser.add_argument(

@@ -2,7 +2,9 @@
 
 For each N (services, 2-3 registered endpoints each; a DestinationRule and a VirtualService
 for one in five) and M (proxies), a real control plane process serves M ADS streams opened
-by `bench.adsload` in its own process, in one of these profiles:
+by `bench.adsload` in its own process, incremental (`--protocol delta`, the default: what
+every Envoy `weft run` starts speaks) or state of the world (`--protocol sotw`), in one of
+these profiles:
 
   full    every proxy sees every service;
   scoped  each proxy is selected by its own Sidecar whose egress hosts are 10 services
@@ -22,7 +24,8 @@ predicts to take over twice the timeout is not run, and says so. Then 2 real Env
 (`weft run`, Bookinfo) join a control plane at N=1000 to show their config is accepted.
 
     python -m bench.controlplane [--services 100,1000,5000] [--proxies 10,100,1000]
-        [--profiles full,scoped] [--cell-timeout 120] [--reps 3] [--envoys 2]
+        [--profiles full,scoped] [--protocol delta|sotw] [--cell-timeout 120] [--reps 3]
+        [--envoys 2]
     python -m bench.controlplane --cprofile scoped:1000:1000   # where its time goes
 """
 
@@ -42,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +75,8 @@ SKIP_FACTOR = 2.0
 TARGET_CELL = ("scoped", 1000, 1000)
 TARGET_RDS_P99_MS, TARGET_EDS_P99_MS, TARGET_RSS_MIB = 1000.0, 500.0, 1024.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+STREAMS = {"delta": "DeltaAggregatedResources", "sotw": "StreamAggregatedResources"}
+ODD_RESPONSES = ("unchanged", "resent", "unasked", "disagree")  # as the load counts them
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -203,11 +209,14 @@ class AdsLoad:
         self._ids = 0
 
     @classmethod
-    async def start(cls, xds: str, proxies: int, replicas: int, log: Path) -> AdsLoad:
+    async def start(
+        cls, xds: str, proxies: int, replicas: int, log: Path, protocol: adsload.Protocol
+    ) -> AdsLoad:
         with open(log, "ab") as err:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.adsload", "--xds", xds, "--proxies", str(proxies),
                 "--namespace", synthetic.NAMESPACE, "--replicas", str(replicas),
+                "--protocol", protocol,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
                 env=_env(), start_new_session=True, preexec_fn=_die_with_parent,
                 limit=64 * 1024 * 1024,
@@ -278,7 +287,7 @@ async def one_change(
     short, body = change_vs(rep) if kind == "vs" else change_endpoint(rep)
     watch = (await load.ask("arm", type=short))["watch"]
     cpu = cpu_seconds(cp_pid)
-    load_cpu = (await load.ask("status"))["cpu_s"]
+    before = await load.ask("status")
     t0 = time.monotonic()
     await admin.post("/v1/config?source=bench" if kind == "vs" else "/v1/workloads", body)
     call_ms = (time.monotonic() - t0) * 1000
@@ -286,6 +295,7 @@ async def one_change(
     cpu_s = cpu_seconds(cp_pid) - cpu
     acked = [(a - t0) * 1000 for a in done["acked"] if a is not None]
     received = [(r - t0) * 1000 for r in done["received"] if r is not None]
+    after = await load.ask("status")
     return {
         "ok": done["ok"],
         "done": done["done"],
@@ -293,9 +303,25 @@ async def one_change(
         "acked_ms": acked,
         "first_received_ms": round(min(received), 1) if received else None,
         "cp_cpu_s": round(cpu_s, 3),
-        "load_cpu_s": round((await load.ask("status"))["cpu_s"] - load_cpu, 3),
+        "load_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3),
         "wall_s": round(time.monotonic() - t0, 2),
+        "responses": responses_between(before, after),
     }
+
+
+def responses_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Per type, the responses the proxies got meanwhile (per proxy), and where not zero the
+    load's counts of odd ones (totals): responses that changed nothing the proxy held;
+    resources resent with the version it held; resources it had not subscribed to; responses
+    whose version changed without new resources, or the reverse."""
+    streams = max(1, after["streams"])
+    found: dict[str, Any] = {}
+    for short, now in after["types"].items():
+        then = before["types"][short]
+        per = (now["responses"] - then["responses"]) / streams
+        odd = {k: now[k] - then[k] for k in ODD_RESPONSES if k in now}
+        found[short] = {"per_proxy": round(per, 2), **{k: v for k, v in odd.items() if v}}
+    return found
 
 
 async def changes(
@@ -317,6 +343,7 @@ async def changes(
     return {
         "ok": bool(runs) and all(r["ok"] for r in runs),
         "reps": len(runs),
+        "responses": [r["responses"] for r in runs],
         "acked_ms": percentiles(acked) if acked else None,
         "done_last": runs[-1]["done"] if runs else 0,
         "first_received_ms": [r["first_received_ms"] for r in runs],
@@ -336,12 +363,19 @@ def nacks_in(syncz: dict[str, Any]) -> list[str]:
 
 
 async def measure_cell(
-    profile: str, services: int, proxies: int, cell_timeout: float, reps: int, prof: Path | None
+    profile: str,
+    services: int,
+    proxies: int,
+    cell_timeout: float,
+    reps: int,
+    prof: Path | None,
+    protocol: adsload.Protocol,
 ) -> dict[str, Any]:
     """One control plane, one load tool: connect, changes, memory. Always stops both."""
     work = Path(tempfile.mkdtemp(prefix="weft-bench-cp-"))
     mesh = LocalMesh(work)
     cell: dict[str, Any] = {"profile": profile, "services": services, "proxies": proxies}
+    cell["protocol"] = protocol
     cell.update(write_mesh(work, services, proxies, profile))
     load: AdsLoad | None = None
     session = aiohttp.ClientSession(trust_env=False, timeout=aiohttp.ClientTimeout(total=600))
@@ -355,11 +389,14 @@ async def measure_cell(
         cpu = cpu_seconds(pid)
         replicas = proxies if profile == "alike" else 1
         load = await AdsLoad.start(
-            f"127.0.0.1:{mesh.xds_port}", proxies, replicas, mesh.log_dir / "adsload.log"
-        )
+            f"127.0.0.1:{mesh.xds_port}", proxies, replicas, mesh.log_dir / "adsload.log",
+            protocol,
+        )  # fmt: skip
         deadline = time.monotonic() + cell_timeout
         synced = await load.ask("wait_synced", timeout=cell_timeout)
-        cell["load_errors"] = {k: synced[k] for k in ("errors", "gave_up", "first_errors")}
+        cell["load_errors"] = {
+            k: synced[k] for k in ("errors", "gave_up", "first_errors", "nacks", "unreadable")
+        }
         if not synced["ok"]:
             cell.update(status="timeout", phase="connect", synced=synced["synced"])
             cell["answered"] = synced["answered"]
@@ -374,6 +411,9 @@ async def measure_cell(
                 t: v["bytes"] // proxies for t, v in synced["types"].items() if v["bytes"]
             },
             resources_per_proxy={t: v["resources_max"] for t, v in synced["types"].items()},
+            connect_responses_per_proxy={
+                t: round(v["responses"] / proxies, 2) for t, v in synced["types"].items()
+            },
             rss_before_mib=round(rss_before, 1),
             rss_after_mib=round(rss_after, 1),
             rss_per_proxy_kib=round((rss_after - rss_before) * 1024 / proxies, 1),
@@ -386,6 +426,8 @@ async def measure_cell(
                 return cell
         syncz = await admin.syncz()
         cell["syncz_proxies"] = len(syncz["proxies"])
+        # What the control plane says the streams spoke: the load's protocol, or a bug.
+        cell["syncz_protocols"] = dict(Counter(p.get("protocol") for p in syncz["proxies"]))
         cell["nacks"] = nacks_in(syncz)[:5]
         cell["rss_end_mib"] = round(rss_mib(pid) or 0.0, 1)
         cell["rss_peak_mib"] = round(peak_rss_mib(pid) or 0.0, 1)
@@ -425,11 +467,14 @@ async def envoy_stats(session: aiohttp.ClientSession, admin_port: int) -> dict[s
     return found
 
 
-async def check_envoys(services: int, load_proxies: int, count: int) -> dict[str, Any]:
+async def check_envoys(
+    services: int, load_proxies: int, count: int, protocol: adsload.Protocol
+) -> dict[str, Any]:
     """Real Envoys (`weft run`, Bookinfo) next to the load's streams: all ACK, none NACKs."""
     work = Path(tempfile.mkdtemp(prefix="weft-bench-cp-envoy-"))
     mesh = LocalMesh(work)
     result: dict[str, Any] = {"services": services, "load_proxies": load_proxies}
+    result["load_protocol"] = protocol
     write_mesh(work, services, load_proxies, "full")
     load: AdsLoad | None = None
     session = aiohttp.ClientSession(trust_env=False, timeout=aiohttp.ClientTimeout(total=120))
@@ -437,7 +482,7 @@ async def check_envoys(services: int, load_proxies: int, count: int) -> dict[str
     try:
         await start_control_plane(mesh, work, None, Admin(mesh.admin_url, session))
         load = await AdsLoad.start(
-            f"127.0.0.1:{mesh.xds_port}", load_proxies, 1, mesh.log_dir / "adsload.log"
+            f"127.0.0.1:{mesh.xds_port}", load_proxies, 1, mesh.log_dir / "adsload.log", protocol
         )
         specs = [bookinfo_spec(s, v) for s, v in ENVOY_WORKLOADS[:count]]
         started = time.monotonic()
@@ -611,25 +656,30 @@ def source_state() -> str:
 async def run_async(args: argparse.Namespace) -> dict[str, Any]:
     cells: list[dict[str, Any]] = []
     started = time.monotonic()
+    print(f"protocol: {args.protocol} ({STREAMS[args.protocol]})", flush=True)
     for profile in args.profiles:
         for n in args.services:
             for m in args.proxies:
                 predicted = predicted_connect_s(cells, profile, n, m)
                 if predicted > SKIP_FACTOR * args.cell_timeout and not args.no_skip:
                     cell = {"profile": profile, "services": n, "proxies": m}
-                    cell.update(status="not run", predicted_connect_s=round(predicted))
+                    cell.update(protocol=args.protocol, status="not run")
+                    cell["predicted_connect_s"] = round(predicted)
                 else:
-                    cell = await measure_cell(profile, n, m, args.cell_timeout, args.reps, None)
+                    cell = await measure_cell(
+                        profile, n, m, args.cell_timeout, args.reps, None, args.protocol
+                    )
                 cell["cell_timeout_s"] = args.cell_timeout
                 cells.append(cell)
-                print(f"[{time.monotonic() - started:4.0f}s] " + " | ".join(render_cell(cell)),
-                      flush=True)  # fmt: skip
+                print(f"[{time.monotonic() - started:4.0f}s] {args.protocol} | "
+                      + " | ".join(render_cell(cell)), flush=True)  # fmt: skip
     envoys: dict[str, Any] | None = None
     if args.envoys:
-        envoys = await check_envoys(1000, 10, args.envoys)
+        envoys = await check_envoys(1000, 10, args.envoys, args.protocol)
         print(f"real Envoys at N=1000: {'OK' if envoys['ok'] else 'FAILED'} {envoys}", flush=True)
     figures = {
         "source": args.source,
+        "protocol": args.protocol,
         "cell_timeout_s": args.cell_timeout,
         "total_s": round(time.monotonic() - started),
         "cells": cells,
@@ -637,7 +687,7 @@ async def run_async(args: argparse.Namespace) -> dict[str, Any]:
         "envoys": envoys,
     }
     table = {"columns": COLUMNS, "rows": [render_cell(c) for c in cells]}
-    return report.result(NAME, COMMAND, figures, table)
+    return report.result(NAME, f"{COMMAND} --protocol {args.protocol}", figures, table)
 
 
 def write(res: dict[str, Any], path: Path) -> Path:
@@ -649,10 +699,12 @@ def write(res: dict[str, Any], path: Path) -> Path:
     return path
 
 
-async def profile_cell(spec: str, cell_timeout: float, out: Path) -> str:
+async def profile_cell(
+    spec: str, cell_timeout: float, out: Path, protocol: adsload.Protocol
+) -> str:
     """One cell with the control plane under cProfile; the functions taking the most time."""
     profile, n, m = spec.split(":")
-    cell = await measure_cell(profile, int(n), int(m), cell_timeout, 1, out)
+    cell = await measure_cell(profile, int(n), int(m), cell_timeout, 1, out, protocol)
     text = io.StringIO()
     stats = pstats.Stats(str(out), stream=text)
     stats.sort_stats("tottime").print_stats(25)
@@ -671,6 +723,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profiles", type=lambda s: tuple(s.split(",")), default=PROFILES, help="full,scoped"
     )
+    parser.add_argument(
+        "--protocol",
+        choices=adsload.PROTOCOLS,
+        default="delta",
+        help="the load's ADS: incremental, as sidecars speak it (default), or state of the world",
+    )
     parser.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT_S)
     parser.add_argument("--reps", type=int, default=REPS, help="changes of each kind, at most")
     parser.add_argument("--envoys", type=int, default=2, help="real Envoys at N=1000 (0: none)")
@@ -686,7 +744,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cprofile-out", type=Path, default=Path("/tmp/weft-controlplane.prof"))
     args = parser.parse_args(argv)
     if args.cprofile:
-        print(asyncio.run(profile_cell(args.cprofile, args.cell_timeout, args.cprofile_out)))
+        found = profile_cell(args.cprofile, args.cell_timeout, args.cprofile_out, args.protocol)
+        print(asyncio.run(found))
         print(f"profile written to {args.cprofile_out}")
         return 0
     args.source = source_state()

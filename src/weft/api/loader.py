@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import ValidationError
@@ -34,8 +34,8 @@ class RawDocument:
         return f"{text} (line {self.line})" if self.line is not None else text
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, which YAML would otherwise silently overwrite."""
+class _NoDuplicateKeys(yaml.constructor.SafeConstructor):
+    """Refuses duplicate keys, which YAML would otherwise silently overwrite."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: set[str] = set()
@@ -53,35 +53,102 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class _StrictPyLoader(_NoDuplicateKeys, yaml.SafeLoader):
+    """The pure-Python parser: slow, but its error messages say what it expected and found."""
+
+
+class _Loader(Protocol):
+    def check_node(self) -> bool: ...
+    def get_node(self) -> yaml.Node | None: ...
+    def construct_document(self, node: yaml.Node | None) -> Any: ...
+    def dispose(self) -> None: ...
+
+
+_StrictLoader: Callable[[str], _Loader]
+if yaml.__with_libyaml__:
+
+    class _StrictCLoader(_NoDuplicateKeys, yaml.CSafeLoader):
+        """libyaml's parser and scanner, with the same constructor and resolver as above."""
+
+    _StrictLoader = _StrictCLoader
+    _EventLoader: type[yaml.SafeLoader | yaml.CSafeLoader] = yaml.CSafeLoader
+else:  # PyYAML built without libyaml
+    _StrictLoader = _StrictPyLoader
+    _EventLoader = yaml.SafeLoader
+
+
+def parse_events(text: str) -> Iterator[yaml.Event]:
+    """YAML events from the parser read_documents uses.
+
+    Mark indexes are character offsets into `text`, provided it does not start with a
+    byte-order mark (libyaml does not count one; strip it and add 1).
+    """
+    return yaml.parse(text, Loader=_EventLoader)
+
+
 def read_documents(text: str, source: str, *, json_format: bool = False) -> list[RawDocument]:
     """Split text into raw documents (empty ones included, so indexes match the file)."""
     if json_format:
         return _read_json(text, source)
-    loader = _StrictLoader(text)
-    docs: list[RawDocument] = []
     try:
+        return _read_yaml(text, _StrictLoader)
+    except yaml.YAMLError as exc:
+        error = exc
+    if _StrictLoader is not _StrictPyLoader:
+        # libyaml's messages are terser ("did not find expected key", no offending character
+        # or alias name); the pure-Python parser reads the same grammar and explains better.
+        # Only a broken file pays for the second parse.
+        error = _reference_error(text) or error
+    raise ConfigError([_yaml_problem(error, text, source)]) from None
+
+
+def _read_yaml(text: str, make_loader: Callable[[str], _Loader]) -> list[RawDocument]:
+    loader = make_loader(text)
+    try:
+        docs: list[RawDocument] = []
         while loader.check_node():
             node = loader.get_node()
             line = node.start_mark.line + 1 if node is not None else None
             docs.append(RawDocument(len(docs), line, loader.construct_document(node)))
-    except yaml.MarkedYAMLError as exc:
-        raise ConfigError([_yaml_problem(exc, source)]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([ConfigProblem(f"YAML syntax error: {exc}", source=source)]) from None
+        return docs
     finally:
         loader.dispose()
-    return docs
 
 
-def _yaml_problem(exc: yaml.MarkedYAMLError, source: str) -> ConfigProblem:
+def _reference_error(text: str) -> yaml.YAMLError | None:
+    try:
+        _read_yaml(text, _StrictPyLoader)
+    except yaml.YAMLError as exc:
+        return exc
+    return None
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str, source: str) -> ConfigProblem:
+    if isinstance(exc, yaml.reader.ReaderError):
+        return _reader_problem(exc, text, source)
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return ConfigProblem(f"YAML syntax error: {exc}", source=source)
     mark = exc.problem_mark or exc.context_mark
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     what = exc.problem or exc.context or "invalid YAML"
     line = f"line {mark.line + 1}" if mark is not None else "the reported line"
+    hint = f"check indentation, quoting and ':' separators around {line}"
+    if "'\\t'" in what:
+        hint = f"indent with spaces around {line}: YAML does not allow tabs there"
+    return ConfigProblem(message=f"YAML syntax error{where}: {what}", source=source, hint=hint)
+
+
+def _reader_problem(exc: yaml.reader.ReaderError, text: str, source: str) -> ConfigProblem:
+    """A character YAML refuses anywhere (control characters): where it is, by line."""
+    position = min(max(exc.position, 0), len(text))
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
     return ConfigProblem(
-        message=f"YAML syntax error{where}: {what}",
+        message=f"YAML syntax error at line {line}, column {column}: unacceptable character "
+        f"#x{exc.character:04x}: {exc.reason}",
         source=source,
-        hint=f"check indentation, quoting and ':' separators around {line}",
+        hint="remove it, or write it as an escape inside double quotes "
+        f'(e.g. "\\u{exc.character:04x}")',
     )
 
 

@@ -12,7 +12,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from weft.api import ConfigKey, IstioObject
@@ -49,6 +49,8 @@ class DirectoryStore:
 
     A file with any problem is reported and keeps serving its last good objects; when a key
     is defined in two files, the lexically first path wins and the other is reported.
+    An object equal to the one served before under its key is served as that same instance,
+    even when its file was re-read, so caches keyed by object identity keep hitting.
     Not thread-safe: call every method from the event loop's thread, as the poller runs there.
     """
 
@@ -57,7 +59,9 @@ class DirectoryStore:
         self._poll_interval = poll_interval
         self._files: dict[Path, _FileState] = {}
         self._objects: tuple[IstioObject, ...] = ()
+        self._served: dict[ConfigKey, IstioObject] = {}  # objects() by key
         self._owners: dict[ConfigKey, Path] = {}
+        self._root_is_dir: bool | None = None  # None: never merged
         self._problems: tuple[ConfigProblem, ...] = ()
         self._subscribers = Subscribers()
         self._task: asyncio.Task[None] | None = None
@@ -98,19 +102,32 @@ class DirectoryStore:
                 logger.exception("scanning config directory %s failed", self._root)
 
     def rescan(self) -> bool:
-        """Look at the directory now; return True when the served objects changed."""
+        """Look at the directory now; return True when the served objects changed.
+
+        Costs a stat per file when nothing changed: files are only re-read when their stamp
+        (or, for recently written files, their digest) changed, and only merged when what a
+        file contributes changed.
+        """
         stamps = self._scan()
+        root_is_dir = self._root.is_dir()
+        changed = root_is_dir != self._root_is_dir
+        self._root_is_dir = root_is_dir
         for path in self._files.keys() - stamps.keys():
             del self._files[path]
+            changed = True
         for path, stamp in stamps.items():
             old = self._files.get(path)
             if old is None or old.stamp != stamp or _content_changed(path, old):
                 state = self._load(path, stamp, old)
                 if state is None:
-                    self._files.pop(path, None)
-                else:
-                    self._files[path] = state
-        return self._merge()
+                    changed |= self._files.pop(path, None) is not None
+                    continue
+                self._files[path] = state
+                # Unchanged objects are the old instances, so this compares identities.
+                changed |= (
+                    old is None or state.objects != old.objects or state.problems != old.problems
+                )
+        return self._merge() if changed else False
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -118,8 +135,7 @@ class DirectoryStore:
         """Write each object to the file that defines it, or to a new file; return changed keys."""
         check_batch(objects)
         self.rescan()
-        current = {obj.key: obj for obj in self._objects}
-        todo = [obj for obj in objects if current.get(obj.key) != obj]
+        todo = [obj for obj in objects if self._served.get(obj.key) != obj]
         self._refuse_bad_files([self._owners[o.key] for o in todo if o.key in self._owners])
         try:
             for obj in todo:
@@ -192,6 +208,8 @@ class DirectoryStore:
             problem = ConfigProblem(f"cannot read file: {exc.strerror or exc}", source=source)
             return _FileState(stamp, b"", last_good, (problem,))
         digest = hashlib.sha256(data).digest()
+        if old is not None and old.digest == digest:  # touched, or rewritten with the same bytes
+            return replace(old, stamp=stamp)
         try:
             text = data.decode("utf-8")
             objects = load_json(text, source) if is_json_path(path) else load_yaml(text, source)
@@ -200,7 +218,12 @@ class DirectoryStore:
             return _FileState(stamp, digest, last_good, (problem,))
         except ConfigError as exc:
             return _FileState(stamp, digest, last_good, tuple(exc.problems))
-        return _FileState(stamp, digest, tuple(objects), ())
+        return _FileState(stamp, digest, tuple(self._reuse(obj) for obj in objects), ())
+
+    def _reuse(self, obj: IstioObject) -> IstioObject:
+        """The instance served now under obj's key if it is equal to obj, else obj."""
+        served = self._served.get(obj.key)
+        return served if served is not None and (served is obj or served == obj) else obj
 
     def _merge(self) -> bool:
         owners: dict[ConfigKey, Path] = {}
@@ -222,7 +245,7 @@ class DirectoryStore:
                     problems.append(_conflict(obj, path, owners[obj.key]))
                     continue
                 owners[obj.key] = path
-                winners[obj.key] = obj
+                winners[obj.key] = self._reuse(obj)  # an equal copy may now win from another file
         objects = tuple(winners[key] for key in sorted(winners))
         self._log_new_problems(problems)
         self._owners = owners
@@ -230,6 +253,7 @@ class DirectoryStore:
         if objects == self._objects:
             return False
         self._objects = objects
+        self._served = winners
         self._subscribers.notify()
         return True
 

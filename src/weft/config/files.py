@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from weft.api import ConfigKey, IstioObject, dump_yaml, load_json, load_yaml, to_dict
-from weft.api.loader import is_json_path, read_documents
+from weft.api.loader import is_json_path, parse_events, read_documents
 from weft.errors import ConfigError, ConfigProblem
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -103,11 +103,12 @@ class _Span:
 def _document_spans(text: str) -> list[_Span]:
     spans: list[_Span] = []
     start, explicit = 0, False
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    bom = 1 if text.startswith("\ufeff") else 0  # not counted in libyaml's offsets
+    for event in parse_events(text[bom:]):
         if isinstance(event, yaml.DocumentStartEvent) and event.start_mark is not None:
-            start, explicit = event.start_mark.index, bool(event.explicit)
+            start, explicit = bom + event.start_mark.index, bool(event.explicit)
         elif isinstance(event, yaml.DocumentEndEvent) and event.end_mark is not None:
-            spans.append(_Span(start, event.end_mark.index, explicit))
+            spans.append(_Span(start, bom + event.end_mark.index, explicit))
     return spans
 
 

@@ -10,7 +10,11 @@ from weft.errors import ConfigProblem
 
 
 class MemoryStore:
-    """Objects live only in this process; every change is immediate."""
+    """Objects live only in this process; every change is immediate.
+
+    Applying an object equal to the stored one keeps the stored instance, so objects()
+    returns the same instances for everything a change did not touch.
+    """
 
     def __init__(self, objects: Iterable[IstioObject] = ()) -> None:
         initial = list(objects)
@@ -36,11 +40,11 @@ class MemoryStore:
 
     def apply(self, objects: Sequence[IstioObject]) -> list[ConfigKey]:
         check_batch(objects)
-        changed = [obj.key for obj in objects if self._by_key.get(obj.key) != obj]
-        for obj in objects:
+        changed = [obj for obj in objects if self._by_key.get(obj.key) != obj]
+        for obj in changed:
             self._by_key[obj.key] = obj
         self._changed(bool(changed))
-        return changed
+        return [obj.key for obj in changed]
 
     def delete(self, keys: Sequence[ConfigKey]) -> list[ConfigKey]:
         removed = [key for key in dict.fromkeys(keys) if self._by_key.pop(key, None) is not None]

@@ -9,11 +9,9 @@ serves the same endpoints at once instead of an empty mesh.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from weft.registry.model import (
     ServicePort,
     frozen_labels,
 )
+from weft.registry.statefile import StateFile
 
 log = logging.getLogger("weft.registry")
 
@@ -159,8 +158,26 @@ def _port(value: Any, name: str) -> int:
     return port
 
 
+_Key = tuple[str, str]  # (namespace, name)
+
+
 class LocalRegistry:
-    """Registered workloads, their liveness, and the services and endpoints they make up."""
+    """Registered workloads, their liveness, and the services and endpoints they make up.
+
+    Views keep identity, so caches keyed by object identity hit for all a change left alone:
+    - endpoints()[host] is the very tuple of the previous call unless a workload of `host` was
+      registered, changed, reported a health change, deregistered or expired since; in a new
+      tuple, the Endpoint of each unchanged workload is still the same instance;
+    - services()[host] is the previous Service instance as long as it is equal to it (health
+      changes and instances that add no new port never replace it);
+    - each returns the same dict object as its previous call when none of its values changed.
+    The returned dicts are shared: callers must not mutate them.
+
+    With `save_interval` > 0, state file writes are coalesced: the first change after a quiet
+    interval is written at once, later ones when a change or expire() finds the interval
+    over, or by flush(), which the owner must call before exiting. A failed write is logged
+    and retried the same way; the change is served regardless.
+    """
 
     def __init__(
         self,
@@ -168,14 +185,21 @@ class LocalRegistry:
         ttl: float = DEFAULT_TTL,
         domain: str = "cluster.local",
         clock: Callable[[], float] = time.monotonic,
+        save_interval: float = 0.0,
     ) -> None:
-        self._state_file = state_file
+        self._state = StateFile(state_file, save_interval, clock) if state_file else None
         self._ttl = ttl
         self._domain = domain
         self._clock = clock
-        self._workloads: dict[tuple[str, str], Workload] = {}
-        self._last_seen: dict[tuple[str, str], float] = {}
+        self._workloads: dict[_Key, Workload] = {}
+        self._last_seen: dict[_Key, float] = {}
         self._subscribers: list[Callable[[], None]] = []
+        self._by_host: dict[str, dict[_Key, Workload]] = {}
+        self._endpoint_of: dict[_Key, Endpoint] = {}  # built on demand, dropped on change
+        self._endpoints: dict[str, tuple[Endpoint, ...]] = {}  # the last endpoints()
+        self._services: dict[str, Service] = {}  # the last services()
+        self._stale_endpoints: set[str] = set()  # hosts changed since the last endpoints()
+        self._stale_services: set[str] = set()  # ... and since the last services()
         self._load()
 
     # --- changes -------------------------------------------------------------------------
@@ -187,7 +211,7 @@ class LocalRegistry:
         self._last_seen[key] = self._clock()
         if self._workloads.get(key) == workload:
             return False
-        self._workloads[key] = workload
+        self._put(key, workload)
         log.info("registered %s/%s (%s)", workload.namespace, workload.name, workload.service)
         self._changed()
         return True
@@ -199,7 +223,7 @@ class LocalRegistry:
         self._last_seen[key] = self._clock()
         if current.healthy == healthy:
             return False
-        self._workloads[key] = replace(current, healthy=healthy)
+        self._put(key, replace(current, healthy=healthy))
         log.info("%s/%s is now %s", namespace, name, "healthy" if healthy else "unhealthy")
         self._changed()
         return True
@@ -207,23 +231,35 @@ class LocalRegistry:
     def deregister(self, namespace: str, name: str) -> bool:
         key = (namespace, name)
         self._last_seen.pop(key, None)
-        if self._workloads.pop(key, None) is None:
+        if key not in self._workloads:
             return False
+        self._put(key, None)
         log.info("deregistered %s/%s", namespace, name)
         self._changed()
         return True
 
     def expire(self) -> list[str]:
-        """Remove workloads whose agent has not reported within the TTL."""
+        """Remove workloads whose agent has not reported within the TTL.
+
+        Also writes state held back by `save_interval` once it is due, so calling this
+        periodically bounds how far the state file can lag.
+        """
         now = self._clock()
         stale = [k for k in self._workloads if now - self._last_seen.get(k, now) > self._ttl]
         for key in stale:
             log.warning("%s/%s stopped reporting for %.0fs: removed", *key, self._ttl)
-            del self._workloads[key]
+            self._put(key, None)
             self._last_seen.pop(key, None)
         if stale:
             self._changed()
+        elif self._state is not None:
+            self._state.save_if_due()  # a change held back by save_interval
         return [f"{ns}/{name}" for ns, name in stale]
+
+    def flush(self) -> None:
+        """Write any change still held back by `save_interval`; OSError if it cannot."""
+        if self._state is not None:
+            self._state.flush()
 
     # --- views ---------------------------------------------------------------------------
     def get(self, namespace: str, name: str) -> Workload:
@@ -234,71 +270,127 @@ class LocalRegistry:
         return tuple(self._workloads[k] for k in sorted(self._workloads))
 
     def services(self) -> dict[str, Service]:
-        ports: dict[str, dict[int, ServicePort]] = {}
-        namespaces: dict[str, tuple[str, str]] = {}
-        for w in self.workloads():
-            host = w.hostname(self._domain)
-            namespaces[host] = (w.namespace, w.service)
-            for p in w.ports:
-                ports.setdefault(host, {}).setdefault(
-                    p.service_port, ServicePort(p.service_port, p.name, p.protocol)
-                )
-        return {
-            host: Service(
-                hostname=host,
-                namespace=namespaces[host][0],
-                name=namespaces[host][1],
-                ports=tuple(sorted(by_port.values())),
-            )
-            for host, by_port in sorted(ports.items())
-        }
+        """Every service by hostname, sorted; identity-preserving (see the class docstring)."""
+        if not self._stale_services:
+            return self._services
+        current = dict(self._services)
+        changed = added = False
+        for host in self._stale_services:
+            members = self._by_host.get(host)
+            old = current.get(host)
+            if not members:
+                changed |= current.pop(host, None) is not None
+                continue
+            service = _service(host, members)
+            if old is None or old != service:
+                current[host] = service
+                changed, added = True, added or old is None
+        self._stale_services.clear()
+        if changed:
+            self._services = dict(sorted(current.items())) if added else current
+        return self._services
 
     def endpoints(self) -> dict[str, tuple[Endpoint, ...]]:
-        found: dict[str, list[Endpoint]] = {}
-        for w in self.workloads():
-            host = w.hostname(self._domain)
-            found.setdefault(host, []).append(
-                Endpoint(
-                    service=host,
-                    address=w.address,
-                    ports={p.service_port: p.target_port for p in w.ports},
-                    labels=w.labels,
-                    service_account=w.service_account,
-                    namespace=w.namespace,
-                    workload=w.name,
-                    healthy=w.healthy,
-                )
-            )
-        return {host: tuple(eps) for host, eps in found.items()}
+        """Every host's endpoints, sorted by workload; identity-preserving (see the class)."""
+        if not self._stale_endpoints:
+            return self._endpoints
+        current = dict(self._endpoints)
+        changed = added = False
+        for host in self._stale_endpoints:
+            members = self._by_host.get(host)
+            old = current.get(host)
+            if not members:
+                changed |= current.pop(host, None) is not None
+                continue
+            eps = tuple(self._endpoint(key, host, w) for key, w in sorted(members.items()))
+            if old is None or old != eps:
+                current[host] = eps
+                changed, added = True, added or old is None
+        self._stale_endpoints.clear()
+        if changed:
+            self._endpoints = dict(sorted(current.items())) if added else current
+        return self._endpoints
 
-    # --- persistence ---------------------------------------------------------------------
+    def _endpoint(self, key: _Key, host: str, w: Workload) -> Endpoint:
+        ep = self._endpoint_of.get(key)
+        if ep is None:
+            ep = self._endpoint_of[key] = Endpoint(
+                service=host,
+                address=w.address,
+                ports={p.service_port: p.target_port for p in w.ports},
+                labels=w.labels,
+                service_account=w.service_account,
+                namespace=w.namespace,
+                workload=w.name,
+                healthy=w.healthy,
+            )
+        return ep
+
+    # --- bookkeeping and persistence -----------------------------------------------------
+    def _put(self, key: _Key, workload: Workload | None) -> None:
+        """Replace (or with None remove) one workload, marking the hosts it leaves or joins."""
+        old = self._workloads.pop(key, None)
+        if old is not None:
+            host = old.hostname(self._domain)
+            members = self._by_host[host]
+            del members[key]
+            if not members:
+                del self._by_host[host]
+            self._stale(host)
+        self._endpoint_of.pop(key, None)
+        if workload is not None:
+            self._workloads[key] = workload
+            host = workload.hostname(self._domain)
+            self._by_host.setdefault(host, {})[key] = workload
+            self._stale(host)
+        if self._state is not None:
+            self._state.put(key, workload.to_json() if workload is not None else None)
+
+    def _stale(self, host: str) -> None:
+        self._stale_endpoints.add(host)
+        self._stale_services.add(host)
+
     def _changed(self) -> None:
-        self._save()
+        if self._state is not None:
+            self._state.save_if_due()  # once per change, however many workloads it touched
         for callback in self._subscribers:
             callback()
 
-    def _save(self) -> None:
-        if self._state_file is None:
-            return
-        self._state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([w.to_json() for w in self.workloads()], indent=1))
-        os.replace(tmp, self._state_file)
-
     def _load(self) -> None:
-        if self._state_file is None or not self._state_file.exists():
+        if self._state is None:
             return
         try:
-            entries: Iterable[Mapping[str, Any]] = json.loads(self._state_file.read_text())
+            entries = self._state.read()
             if not isinstance(entries, list):
                 raise ValueError("expected a list of workloads")
-            now = self._clock()
-            for entry in entries:
-                w = Workload.from_json(entry)
-                self._workloads[(w.namespace, w.name)] = w
-                self._last_seen[(w.namespace, w.name)] = now
+            restored = [Workload.from_json(entry) for entry in entries]
+        except FileNotFoundError:
+            return
         except (OSError, ValueError, TypeError) as e:
-            log.warning("ignoring unreadable registry state %s: %s", self._state_file, e)
-            self._workloads.clear()
+            log.warning("ignoring unreadable registry state %s: %s", self._state.path, e)
+            return
+        now = self._clock()
+        for w in restored:
+            key = (w.namespace, w.name)
+            self._workloads[key] = w
+            self._by_host.setdefault(w.hostname(self._domain), {})[key] = w
+            self._stale(w.hostname(self._domain))
+            self._last_seen[key] = now
+            self._state.restore(key, w.to_json())
         if self._workloads:
-            log.info("restored %d workloads from %s", len(self._workloads), self._state_file)
+            log.info("restored %d workloads from %s", len(self._workloads), self._state.path)
+
+
+def _service(host: str, members: Mapping[_Key, Workload]) -> Service:
+    """A host's service: the union of its workloads' ports, the first to name a port wins."""
+    workloads = [w for _, w in sorted(members.items())]
+    ports: dict[int, ServicePort] = {}
+    for w in workloads:
+        for p in w.ports:
+            ports.setdefault(p.service_port, ServicePort(p.service_port, p.name, p.protocol))
+    return Service(
+        hostname=host,
+        namespace=workloads[-1].namespace,
+        name=workloads[-1].service,
+        ports=tuple(sorted(ports.values())),
+    )

@@ -219,6 +219,27 @@ def test_yaml_syntax_error_names_file_and_line(errors_of: Errors) -> None:
     assert line.startswith("mesh.yaml: YAML syntax error at line 5")
 
 
+def test_yaml_syntax_error_says_what_was_found(errors_of: Errors) -> None:
+    # libyaml alone says "found undefined alias" and "found character that cannot start any
+    # token"; users get the messages that name the alias and the tab.
+    assert errors_of("apiVersion: v1\nkind: *kind\n") == [
+        "mesh.yaml: YAML syntax error at line 2, column 7: found undefined alias 'kind' "
+        "(check indentation, quoting and ':' separators around line 2)"
+    ]
+    assert errors_of("kind: Sidecar\nmetadata:\n\tname: a\n") == [
+        "mesh.yaml: YAML syntax error at line 3, column 1: found character '\\t' that cannot "
+        "start any token (indent with spaces around line 3: YAML does not allow tabs there)"
+    ]
+
+
+def test_control_character_names_its_line_and_column(errors_of: Errors) -> None:
+    assert errors_of('kind: Sidecar\nmetadata: {name: "caf\u00e9\x07"}\n') == [
+        "mesh.yaml: YAML syntax error at line 2, column 23: unacceptable character #x0007: "
+        "special characters are not allowed (remove it, or write it as an escape inside double "
+        'quotes (e.g. "\\u0007"))'
+    ]
+
+
 def test_duplicate_yaml_key_is_an_error(errors_of: Errors) -> None:
     text = "apiVersion: networking.istio.io/v1\nkind: Sidecar\nkind: Gateway\nmetadata: {name: a}\n"
     (line,) = errors_of(text)

@@ -207,10 +207,11 @@ async def test_apply_replaces_single_object_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reviews.yaml"]
 
 
+@pytest.mark.parametrize("bom", ["", "\ufeff"], ids=["plain", "byte-order-mark"])
 async def test_apply_replaces_one_document_of_many(
-    tmp_path: Path, store: DirectoryStore, make_rule: MakeRule
+    tmp_path: Path, store: DirectoryStore, make_rule: MakeRule, bom: str
 ) -> None:
-    first = "# first\n" + rule_yaml("a", "v1")
+    first = bom + "# first\n" + rule_yaml("a", "v1")
     third = "# third, kept as written\n" + rule_yaml("c", "v1")
     path = tmp_path / "all.yaml"
     path.write_text(first + "---\n" + rule_yaml("b", "v1") + "---\n" + third)
@@ -339,3 +340,83 @@ async def test_stop_ends_the_watcher(tmp_path: Path) -> None:
     await store.stop()
     assert task.done()
     await store.stop()  # stopping twice is harmless
+
+
+# --- identity: unchanged objects stay the same instances ---------------------------------------
+
+
+async def test_editing_one_object_keeps_the_instances_of_the_others(
+    tmp_path: Path, store: DirectoryStore
+) -> None:
+    path = tmp_path / "all.yaml"
+    path.write_text("---\n".join(rule_yaml(n, "v1") for n in ("a", "b", "c")))
+    await store.start()
+    a, b, c = store.objects()
+
+    path.write_text("---\n".join(rule_yaml(n, "v2" if n == "b" else "v1") for n in "abc"))
+    assert store.rescan() is True
+
+    new_a, new_b, new_c = store.objects()
+    assert new_a is a and new_c is c  # equal after the re-read: the very same instances
+    assert new_b is not b and subsets(new_b) == ["v2"]
+
+
+async def test_rewriting_a_file_with_equal_objects_changes_nothing(
+    tmp_path: Path, store: DirectoryStore
+) -> None:
+    path = tmp_path / "all.yaml"
+    path.write_text(rule_yaml("a", "v1") + "---\n" + rule_yaml("b"))
+    await store.start()
+    before = store.objects()
+
+    path.write_text("# reformatted\n" + dump_yaml(before))
+    assert store.rescan() is False
+    assert store.objects() is before
+
+
+async def test_object_moved_to_another_file_keeps_its_instance(
+    tmp_path: Path, store: DirectoryStore
+) -> None:
+    (tmp_path / "a.yaml").write_text(rule_yaml("a", "v1") + "---\n" + rule_yaml("b", "v1"))
+    await store.start()
+    a, b = store.objects()
+
+    (tmp_path / "a.yaml").write_text(rule_yaml("a", "v1"))
+    (tmp_path / "b.yaml").write_text(rule_yaml("b", "v1") + "---\n" + rule_yaml("c"))
+    assert store.rescan() is True
+    assert names(store) == ["a", "b", "c"]
+    assert store.objects()[0] is a
+    assert store.objects()[1] is b
+
+
+async def test_apply_keeps_the_instances_of_untouched_objects(
+    tmp_path: Path, store: DirectoryStore, make_rule: MakeRule
+) -> None:
+    (tmp_path / "all.yaml").write_text(rule_yaml("a", "v1") + "---\n" + rule_yaml("b", "v1"))
+    (tmp_path / "c.yaml").write_text(rule_yaml("c", "v1"))
+    await store.start()
+    a, _, c = store.objects()
+
+    new_b = make_rule("b", "default", "v2")
+    assert store.apply([make_rule("a", "default", "v1"), new_b]) == [key("b")]
+    assert store.objects() == (a, new_b, c)
+    assert store.objects()[0] is a and store.objects()[2] is c
+
+
+async def test_a_touched_file_is_not_parsed_again(
+    tmp_path: Path, store: DirectoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text(rule_yaml("a", "v1"))
+    store.rescan()  # not started: scans only when the test says so
+    parsed: list[str] = []
+
+    def load_yaml(text: str, source: str) -> list[IstioObject]:
+        parsed.append(source)
+        return []
+
+    monkeypatch.setattr("weft.config.directory.load_yaml", load_yaml)
+    path.write_text(path.read_text())  # a new mtime, the same bytes
+    assert store.rescan() is False
+    assert parsed == []
+    assert names(store) == ["a"]

@@ -74,3 +74,15 @@ def test_failing_subscriber_does_not_stop_others(make_rule: MakeRule) -> None:
     store.subscribe(lambda: seen.append(len(store.objects())))
     store.apply([make_rule("a")])
     assert seen == [1]
+
+
+def test_applying_equal_objects_keeps_the_stored_instances(make_rule: MakeRule) -> None:
+    a, b = make_rule("a", "default", "v1"), make_rule("b", "default", "v1")
+    store = MemoryStore([a, b])
+    new_b = make_rule("b", "default", "v2")
+    assert store.apply([make_rule("a", "default", "v1"), new_b]) == [
+        ConfigKey("DestinationRule", "default", "b")
+    ]
+    stored_a, stored_b = store.objects()
+    assert stored_a is a
+    assert stored_b is new_b

@@ -417,3 +417,144 @@ def test_malformed_registration_values_name_the_field(
 ) -> None:
     with pytest.raises(ValueError, match=field):
         Workload.from_json(registration(**overrides))
+
+
+# --- identity: views keep the objects of everything a change did not touch -------------------
+
+RATINGS = "ratings.default.svc.cluster.local"
+
+
+def test_endpoints_of_untouched_services_keep_their_identity(registry: LocalRegistry) -> None:
+    registry.register(workload("reviews-v1"))
+    registry.register(workload("ratings-v1", "ratings", (WorkloadPort(9080, 20010),)))
+    before = registry.endpoints()
+
+    registry.register(workload("reviews-v2", ports=(WorkloadPort(9080, 20002),)))
+    after = registry.endpoints()
+
+    assert after is not before
+    assert after[RATINGS] is before[RATINGS]
+    assert after[REVIEWS] is not before[REVIEWS]
+    assert [ep.workload for ep in after[REVIEWS]] == ["reviews-v1", "reviews-v2"]
+    assert after[REVIEWS][0] is before[REVIEWS][0]  # reviews-v1 itself did not change
+
+
+def test_health_change_replaces_only_that_hosts_endpoints(registry: LocalRegistry) -> None:
+    registry.register(workload("reviews-v1"))
+    registry.register(workload("ratings-v1", "ratings", (WorkloadPort(9080, 20010),)))
+    endpoints, services = registry.endpoints(), registry.services()
+
+    registry.report("default", "reviews-v1", healthy=False)
+
+    assert registry.endpoints()[RATINGS] is endpoints[RATINGS]
+    (ep,) = registry.endpoints()[REVIEWS]
+    assert ep.healthy is False
+    assert registry.services() is services  # health is not part of a service
+
+
+def test_views_are_the_same_objects_when_nothing_changed(
+    registry: LocalRegistry, clock: FakeClock
+) -> None:
+    registry.register(workload("reviews-v1"))
+    endpoints, services = registry.endpoints(), registry.services()
+    clock.advance(5.0)
+    registry.report("default", "reviews-v1", healthy=True)  # a heartbeat, no change
+    registry.register(workload("reviews-v1"))  # the same registration again
+    assert registry.expire() == []
+    assert registry.endpoints() is endpoints
+    assert registry.services() is services
+
+
+def test_services_keep_identity_until_their_ports_change(registry: LocalRegistry) -> None:
+    registry.register(workload("reviews-v1"))
+    registry.register(workload("ratings-v1", "ratings", (WorkloadPort(9080, 20010),)))
+    before = registry.services()
+
+    registry.register(workload("reviews-v2", ports=(WorkloadPort(9080, 20002),)))
+    assert registry.services() is before  # one more instance, the same service
+
+    registry.register(
+        workload("reviews-v3", ports=(WorkloadPort(9080, 20003), WorkloadPort(9443, 20004)))
+    )
+    after = registry.services()
+    assert after[RATINGS] is before[RATINGS]
+    assert [p.port for p in after[REVIEWS].ports] == [9080, 9443]
+    assert list(after) == [RATINGS, REVIEWS]
+
+
+def test_removing_a_services_last_workload_keeps_the_others(
+    registry: LocalRegistry, clock: FakeClock
+) -> None:
+    registry.register(workload("reviews-v1"))
+    registry.register(workload("ratings-v1", "ratings", (WorkloadPort(9080, 20010),)))
+    endpoints, services = registry.endpoints(), registry.services()
+    clock.advance(10.0)
+    registry.report("default", "ratings-v1", healthy=True)
+    clock.advance(10.0)
+    assert registry.expire() == ["default/reviews-v1"]
+    assert registry.endpoints() == {RATINGS: endpoints[RATINGS]}
+    assert registry.endpoints()[RATINGS] is endpoints[RATINGS]
+    assert registry.services()[RATINGS] is services[RATINGS]
+    assert REVIEWS not in registry.services()
+
+
+def test_moving_a_workload_to_another_service_updates_both(registry: LocalRegistry) -> None:
+    registry.register(workload("w", "reviews"))
+    assert list(registry.endpoints()) == [REVIEWS]
+    registry.register(workload("w", "ratings"))
+    assert list(registry.endpoints()) == [RATINGS]
+    assert list(registry.services()) == [RATINGS]
+
+
+# --- coalesced saves -------------------------------------------------------------------------
+
+
+def saved_names(state: Path) -> list[str]:
+    return sorted(entry["name"] for entry in json.loads(state.read_text()))
+
+
+def test_saves_within_the_interval_are_held_back_until_due(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    state = tmp_path / "workloads.json"
+    registry = LocalRegistry(state_file=state, clock=clock, save_interval=1.0)
+    registry.register(workload("reviews-v1"))
+    assert saved_names(state) == ["reviews-v1"]  # the first change after a quiet spell: at once
+
+    registry.register(workload("reviews-v2"))
+    registry.register(workload("reviews-v3"))
+    assert registry.expire() == []
+    assert saved_names(state) == ["reviews-v1"]  # held back
+
+    clock.advance(1.0)
+    registry.expire()  # the control plane calls this every second
+    assert saved_names(state) == ["reviews-v1", "reviews-v2", "reviews-v3"]
+
+
+def test_flush_writes_held_back_changes(tmp_path: Path, clock: FakeClock) -> None:
+    state = tmp_path / "workloads.json"
+    registry = LocalRegistry(state_file=state, clock=clock, save_interval=60.0)
+    registry.register(workload("reviews-v1"))
+    registry.deregister("default", "reviews-v1")
+    registry.register(workload("reviews-v2"))
+    registry.flush()
+    restored = LocalRegistry(state_file=state, clock=clock)
+    assert [w.name for w in restored.workloads()] == ["reviews-v2"]
+
+
+def test_a_failed_save_is_logged_and_retried(
+    tmp_path: Path, clock: FakeClock, changes: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    state = blocker / "workloads.json"
+    registry = LocalRegistry(state_file=state, clock=clock)
+    registry.subscribe(lambda: changes.append("changed"))
+    with caplog.at_level(logging.WARNING, logger="weft.registry"):
+        assert registry.register(workload()) is True
+    assert changes == ["changed"]  # served even though it could not be saved
+    assert "cannot save registry state" in caplog.text
+
+    blocker.unlink()
+    registry.expire()
+    assert saved_names(state) == ["reviews-v1"]

@@ -124,6 +124,17 @@ spec:
   - route: [{destination: {host: ratings}}]
 """
 
+DETAILS_VS = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: details, namespace: default}
+spec:
+  hosts: [details]
+  http:
+  - timeout: 2s
+    route: [{destination: {host: details}}]
+"""
+
 WILDCARD_VS = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -208,6 +219,7 @@ STEPS: list[tuple[str, Step]] = [
     ("new service", lambda m: m.cp.registry.register(workload("orders", "v1", 20011))),
     ("sidecar scope", lambda m: m.apply(SIDECAR)),
     ("reviews VS again", lambda m: m.apply(vs_reviews(("v2", 100)))),
+    ("VS outside scope", lambda m: m.apply(DETAILS_VS)),
     ("endpoint outside scope", lambda m: m.cp.registry.register(workload("details", "v2", 20012))),
     ("sourceLabels", lambda m: m.apply(SOURCE_LABELS)),
     ("strict mTLS", lambda m: m.apply_sample("security/peer-authentication-strict.yaml")),
@@ -281,12 +293,7 @@ def test_a_virtual_service_change_wakes_only_proxies_that_see_its_host(mesh: Mes
         mesh.cp.ads.config_for(conn.proxy)  # as each stream does once woken
         while not queue.empty():
             queue.get_nowait()
-    mesh.apply(
-        vs_reviews(("v1", 100))
-        .replace("name: reviews", "name: details")
-        .replace("hosts: [reviews]", "hosts: [details]")
-        .replace("host: reviews, subset: v1", "host: details")
-    )
+    mesh.apply(DETAILS_VS)
     mesh.cp.rebuild()
     woken = {conn.proxy.workload for conn, queue in mesh.conns if not queue.empty()}
     assert woken == {"productpage-v1", "reviews-v1", "payments-v1", "jason-client"}
