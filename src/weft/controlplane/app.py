@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,17 @@ def _selects_workloads(objects: Sequence[IstioObject]) -> bool:
     return any(
         isinstance(o, ServiceEntry) and o.spec.workload_selector is not None for o in objects
     )
+
+
+def _tune_gc() -> None:
+    """The control plane holds a large, long-lived heap (config, snapshots, cached pieces) and
+    allocates many short-lived objects per push, nearly all freed by reference counting.
+    CPython's default thresholds then run full collections over the whole heap during pushes
+    (tens of ms each at 1000 services). Objects loaded at start are moved out of the collector's
+    sight, and young collections run less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 class ControlPlane:
@@ -142,6 +154,7 @@ class ControlPlane:
         self.store.subscribe(self.changed)
         self.registry.subscribe(self.registry_changed)
         self.rebuild()
+        _tune_gc()
         server = grpc.aio.server(
             options=[
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from weft.registry.model import EMPTY_LABELS, frozen_labels
@@ -60,6 +61,10 @@ class Proxy:
 
     def config_key(self) -> tuple[object, ...]:
         """Everything about this proxy that generated config may depend on (for caching)."""
+        return self._config_key
+
+    @cached_property
+    def _config_key(self) -> tuple[object, ...]:
         return (
             self.namespace,
             self.service,

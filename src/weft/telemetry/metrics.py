@@ -6,7 +6,12 @@ user's queries and dashboards work unchanged; `exposition` writes them as istiod
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import math
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from weft.telemetry import exposition
 
@@ -15,26 +20,97 @@ from weft.telemetry import exposition
 PUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 3, 5, 10, 20, 30)
 
 
+class _Count:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class _Buckets:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: above every bound (+Inf)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # The first bucket whose upper bound (le) is >= value.
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        total, out = 0, []
+        for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
+            total += count
+            out.append((repr(float(bound)) if bound != math.inf else "+Inf", float(total)))
+        return out
+
+
 class XdsTypeCounter:
-    """A counter by xDS type, labelled as istiod labels it: `type="cds"`, not `type="CDS"`."""
+    """A counter by xDS type, labelled as istiod labels it: `type="cds"`, not `type="CDS"`.
+
+    Updated on every response to every proxy, so it is plain arithmetic (prometheus_client's
+    own counters take a lock per update); the control plane updates it from its event loop
+    only. Read at scrape time through `collect()`.
+    """
 
     def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
-        self._counter = Counter(name, documentation, ["type"], registry=registry)
+        self._name, self._doc = name, documentation
+        self._children: dict[str, _Count] = {}
+        registry.register(self)
 
-    def labels(self, xds_type: str) -> Counter:
-        return self._counter.labels(xds_type.lower())
+    def labels(self, xds_type: str) -> _Count:
+        child = self._children.get(xds_type)
+        if child is None:
+            child = self._children[xds_type] = self._children.setdefault(xds_type.lower(), _Count())
+        return child
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._doc, labels=["type"])
+        for label, child in sorted(self._children.items()):
+            if label == label.lower():
+                family.add_metric([label], child.value)
+        yield family
 
 
-class XdsTypeHistogram:
-    """A histogram by xDS type, labelled as istiod labels it."""
+class XdsHistogram:
+    """A histogram (by xDS type when `by_type`), as cheap to update as XdsTypeCounter."""
 
-    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
-        self._histogram = Histogram(
-            name, documentation, ["type"], buckets=PUSH_BUCKETS, registry=registry
-        )
+    def __init__(
+        self, name: str, documentation: str, registry: CollectorRegistry, by_type: bool
+    ) -> None:
+        self._name, self._doc, self._by_type = name, documentation, by_type
+        self._children: dict[str, _Buckets] = {}
+        self._all = _Buckets(PUSH_BUCKETS)
+        registry.register(self)
 
-    def labels(self, xds_type: str) -> Histogram:
-        return self._histogram.labels(xds_type.lower())
+    def labels(self, xds_type: str) -> _Buckets:
+        child = self._children.get(xds_type)
+        if child is None:
+            child = self._children[xds_type] = self._children.setdefault(
+                xds_type.lower(), _Buckets(PUSH_BUCKETS)
+            )
+        return child
+
+    def observe(self, value: float) -> None:
+        self._all.observe(value)
+
+    def collect(self) -> Iterator[Metric]:
+        if not self._by_type:
+            family = HistogramMetricFamily(self._name, self._doc)
+            family.add_metric([], self._all.cumulative(), self._all.sum)
+            yield family
+            return
+        family = HistogramMetricFamily(self._name, self._doc, labels=["type"])
+        for label, child in sorted(self._children.items()):
+            if label == label.lower():
+                family.add_metric([label], child.cumulative(), child.sum)
+        yield family
 
 
 class ControlPlaneMetrics:
@@ -51,16 +127,17 @@ class ControlPlaneMetrics:
             "xDS responses a proxy rejected (NACK), by type.",
             self.registry,
         )
-        self.push_time = XdsTypeHistogram(
+        self.push_time = XdsHistogram(
             "pilot_xds_push_time",
             "Seconds to generate and send one xDS response to one proxy, by type.",
             self.registry,
+            by_type=True,
         )
-        self.convergence = Histogram(
+        self.convergence = XdsHistogram(
             "pilot_proxy_convergence_time",
             "Seconds from a config change to its push to a proxy.",
-            buckets=PUSH_BUCKETS,
-            registry=self.registry,
+            self.registry,
+            by_type=False,
         )
         self.config_errors = Gauge(
             "weft_config_problems",

@@ -198,6 +198,12 @@ class Memo(Generic[_V]):
 
 
 @dataclass(frozen=True)
+class _ClusterBlock:
+    packed: Mapping[str, any_pb2.Any]
+    eds_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class SharedView:
     """What every proxy with one view gets alike: packed outbound clusters, EDS, routes, and
     the services it sees (push scope: which changes can affect it)."""
@@ -207,6 +213,15 @@ class SharedView:
     endpoints: Resources
     routes: Resources
     hosts: frozenset[str]
+    # Per service seen, in order: its clusters and its clusters' endpoints.
+    services: tuple[_ServicePart, ...] = ()
+
+
+@dataclass(frozen=True)
+class _ServicePart:
+    hostname: str
+    clusters: _ClusterBlock
+    endpoints: tuple[tuple[str, any_pb2.Any], ...]
 
 
 def view_key(proxy: Proxy, snap: Snapshot) -> tuple[object, ...]:
@@ -215,12 +230,6 @@ def view_key(proxy: Proxy, snap: Snapshot) -> tuple[object, ...]:
     on sourceLabels, whether it has a certificate (mTLS), and its kind."""
     labels = tuple(proxy.labels.items()) if snap.uses_source_labels else ()
     return (proxy.namespace, Ref(sidecar_for(proxy, snap)), labels, proxy.sds, proxy.kind)
-
-
-@dataclass(frozen=True)
-class _ClusterBlock:
-    packed: Mapping[str, any_pb2.Any]
-    eds_names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -262,60 +271,82 @@ def build_shared(
     pieces: Pieces | None = None,
     prior: SharedView | None = None,
     changed: frozenset[str] = frozenset(),
+    changed_hosts: Collection[str] = (),
 ) -> SharedView:
     """The view's shared part. With `prior`, the same view's part for the previous snapshot,
-    and `changed`, the snapshot parts that changed since (only host-scoped ones), the parts
-    of the view those do not feed are taken over from `prior`."""
+    `changed`, the snapshot parts that changed since (only host-scoped ones), and
+    `changed_hosts`, the hosts they changed: the parts of the view those do not feed are
+    taken over from `prior`, and so is each unchanged host's share of the rest."""
     pieces = pieces or Pieces()
     if prior is not None and not changed & VIEW_INPUTS["clusters"]:
-        clusters, eds_names, endpoints, hosts = (
-            prior.clusters, prior.eds_names, prior.endpoints, prior.hosts,
-        )  # fmt: skip
+        parts = prior.services
+        clusters, eds_names, endpoints = prior.clusters, prior.eds_names, prior.endpoints
     else:
-        clusters, eds_names, endpoints, hosts = _outbound(proxy, snap, pieces)
+        reuse = {} if prior is None else {p.hostname: p for p in prior.services}
+        parts = _outbound(proxy, snap, pieces, reuse, changed_hosts)
+        clusters, eds_names, endpoints = _join(parts)
     if prior is not None and not changed & VIEW_INPUTS["routes"]:
         routes = prior.routes
     else:
         routes = Resources.of_packed(
             types.ROUTE, {names.HTTP_PROXY_ROUTE: _routes(proxy, snap, pieces)}
         )
-    return SharedView(clusters, eds_names, endpoints, routes, hosts)
+    hosts = prior.hosts if prior is not None else frozenset(p.hostname for p in parts)
+    return SharedView(clusters, eds_names, endpoints, routes, hosts, parts)
+
+
+def _join(
+    parts: tuple[_ServicePart, ...],
+) -> tuple[Mapping[str, any_pb2.Any], tuple[str, ...], Resources]:
+    clusters: dict[str, any_pb2.Any] = {}
+    endpoints: dict[str, any_pb2.Any] = {}
+    for part in parts:
+        clusters.update(part.clusters.packed)
+        endpoints.update(part.endpoints)
+    eds_names = tuple(n for p in parts for n in p.clusters.eds_names)
+    return clusters, eds_names, Resources.of_packed(types.ENDPOINT, endpoints)
 
 
 def _outbound(
-    proxy: Proxy, snap: Snapshot, pieces: Pieces
-) -> tuple[Mapping[str, any_pb2.Any], tuple[str, ...], Resources, frozenset[str]]:
-    """Clusters and endpoints of what the proxy sees, and the hosts it sees."""
+    proxy: Proxy,
+    snap: Snapshot,
+    pieces: Pieces,
+    reuse: Mapping[str, _ServicePart],
+    changed_hosts: Collection[str],
+) -> tuple[_ServicePart, ...]:
+    """Clusters and endpoints of each service the proxy sees. `reuse`: parts of the same view
+    for the previous snapshot, valid for every host not in `changed_hosts`."""
     trust_domain = snap.mesh.trust_domain
-    clusters: dict[str, any_pb2.Any] = {}
-    endpoints: dict[str, any_pb2.Any] = {}
-    eds_names: list[str] = []
-    services = visible_services(proxy, snap)
-    for service in services:
-        dr = snap.destination_rule_for(service.hostname, proxy.namespace)
-        eps = snap.endpoints_of(service.hostname)
+    parts: list[_ServicePart] = []
+    for service in visible_services(proxy, snap):
+        host = service.hostname
+        prior = reuse.get(host)
+        if prior is not None and host not in changed_hosts:
+            parts.append(prior)
+            continue
+        dr = snap.destination_rule_for(host, proxy.namespace)
+        eps = snap.endpoints_of(host)
         # The key is service_clusters' arguments, exactly.
         block = pieces.clusters.get(
             (trust_domain, proxy.sds),
             (service, dr, eps),
             partial(_cluster_block, service, dr, eps, trust_domain, proxy.sds),
         )
-        clusters.update(block.packed)
-        for name in block.eds_names:
-            eds_names.append(name)
-            # load_assignment reads the cluster's DestinationRule (subsets), the service's
-            # endpoints, and PeerAuthentications with the root namespace (auto mTLS).
-            endpoints[name] = pieces.endpoints.get(
-                (name, snap.root_namespace),
-                (dr, eps, snap.peer_authentications),
-                partial(_endpoints_of, name, snap, proxy.namespace),
+        # load_assignment reads the cluster's DestinationRule (subsets), the service's
+        # endpoints, and PeerAuthentications with the root namespace (auto mTLS).
+        endpoints = tuple(
+            (
+                name,
+                pieces.endpoints.get(
+                    (name, snap.root_namespace),
+                    (dr, eps, snap.peer_authentications),
+                    partial(_endpoints_of, name, snap, proxy.namespace),
+                ),
             )
-    return (
-        clusters,
-        tuple(eds_names),
-        Resources.of_packed(types.ENDPOINT, endpoints),
-        frozenset(s.hostname for s in services),
-    )
+            for name in block.eds_names
+        )
+        parts.append(_ServicePart(host, block, endpoints))
+    return tuple(parts)
 
 
 def _cluster_block(
@@ -472,6 +503,7 @@ class GenerationCache:
         # The previous snapshot's views, and what changed since, when the change was narrow.
         self._prior: dict[tuple[object, ...], SharedView] = {}
         self._changed: frozenset[str] = frozenset()
+        self._changed_hosts: frozenset[str] = frozenset()
         self.pieces = Pieces()
         self.hits = 0
         self.misses = 0
@@ -490,6 +522,7 @@ class GenerationCache:
         narrow = scope is not None and not scope.everything
         self._prior = self._views if narrow else {}
         self._changed = scope.parts if scope is not None and narrow else frozenset()
+        self._changed_hosts = (scope.hosts or frozenset()) if scope is not None else frozenset()
         kept: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
         for proxy in keep:
             key = proxy.config_key()
@@ -524,7 +557,7 @@ class GenerationCache:
         if shared is None:
             prior = self._prior.get(view)
             shared = self._views[view] = build_shared(
-                proxy, snap, self.pieces, prior, self._changed
+                proxy, snap, self.pieces, prior, self._changed, self._changed_hosts
             )
         built = generate_with(shared, proxy, snap, self.pieces)
         self._entries[key] = _Entry(view, built)
