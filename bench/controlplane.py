@@ -691,11 +691,14 @@ async def run_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def write(res: dict[str, Any], path: Path) -> Path:
-    """The results file, atomically (the README's table is rendered from it)."""
+    """The results file, atomically; the README's table is rendered from it when it is the
+    benchmark's own results file (not a trial run's --out)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(res, indent=1) + "\n")
     os.replace(tmp, path)
+    if path.resolve() == (report.RESULTS_DIR / f"{NAME}.json").resolve():
+        report.update_readme()
     return path
 
 

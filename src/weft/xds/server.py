@@ -259,7 +259,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         if not force and watch.sent_version == resources.version:
             return None
         items = resources.items
-        if watch.names and type_url in (types.LISTENER, types.CLUSTER):
+        if watch.names:  # asked for by name (EDS and RDS always are): only those
             items = {n: r for n, r in items.items() if n in watch.names}
         nonce = self._nonce()
         watch.sent_version = resources.version

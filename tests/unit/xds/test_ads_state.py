@@ -14,7 +14,9 @@ import grpc
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format, struct_pb2
 from google.rpc import status_pb2
@@ -221,13 +223,18 @@ def eds_names(cds: discovery_pb2.DiscoveryResponse) -> list[str]:
 
 
 def resource_names(response: discovery_pb2.DiscoveryResponse) -> list[str]:
-    """Names of the clusters or listeners in a CDS or LDS response."""
-    message_type = {types.CLUSTER: cluster_pb2.Cluster, types.LISTENER: listener_pb2.Listener}
+    """Names of the resources in a response."""
+    message_type = {
+        types.CLUSTER: cluster_pb2.Cluster,
+        types.LISTENER: listener_pb2.Listener,
+        types.ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+        types.ROUTE: route_pb2.RouteConfiguration,
+    }
     found = []
     for packed in response.resources:
         msg = message_type[response.type_url]()
         packed.Unpack(msg)
-        found.append(msg.name)
+        found.append(getattr(msg, "cluster_name", "") or msg.name)
     return found
 
 
@@ -358,6 +365,16 @@ async def test_clusters_asked_for_by_name_are_the_only_ones_sent(stream: Stream)
     wanted = f"outbound|9080|v2|{REVIEWS}"
     stream.send(types.CLUSTER, [wanted])
     assert resource_names(await stream.recv()) == [wanted]
+
+
+async def test_endpoints_and_routes_asked_for_by_name_are_the_only_ones_sent(
+    stream: Stream,
+) -> None:
+    wanted = f"outbound|9080|v2|{REVIEWS}"
+    stream.send(types.ENDPOINT, [wanted])
+    assert resource_names(await stream.recv()) == [wanted]
+    stream.send(types.ROUTE, ["no-such-route"])
+    assert resource_names(await stream.recv()) == []
 
 
 async def test_first_request_without_a_node_id_is_refused(server: AdsServer) -> None:
