@@ -2,8 +2,8 @@
 
 A control plane (in memory, no servers) goes through a sequence of changes of every kind; after
 each, every connected proxy's config as the server would send it (from the generation cache,
-the endpoint fast path and push scope) must equal `generate_all` on the new snapshot, and every
-proxy whose config changed must have been woken for a push. A cache key missing an input, or
+the endpoint fast path and push scope) must equal `generate_all` on a snapshot built from
+scratch, and every proxy whose config changed must have been woken for a push. A cache key missing an input, or
 a push scope too narrow, fails here.
 """
 
@@ -23,6 +23,7 @@ from weft.config.memory import MemoryStore
 from weft.controlplane.app import ControlPlane, ControlPlaneOptions
 from weft.registry.local import Workload, WorkloadPort
 from weft.registry.model import TLS_MODE_LABEL, frozen_labels
+from weft.snapshot.build import build_snapshot
 from weft.snapshot.proxy import node_id
 from weft.xds.connection import Connection
 from weft.xds.generate import generate_all
@@ -122,6 +123,18 @@ spec:
     fault: {abort: {httpStatus: 500, percentage: {value: 100}}}
     route: [{destination: {host: ratings}}]
   - route: [{destination: {host: ratings}}]
+"""
+
+SELECTING_ENTRY = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews-vm, namespace: default}
+spec:
+  hosts: [reviews.vm.internal]
+  location: MESH_INTERNAL
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: reviews}}
 """
 
 DETAILS_VS = """
@@ -231,6 +244,13 @@ STEPS: list[tuple[str, Step]] = [
     ("wildcard VS deleted", lambda m: m.store.delete([key_of(WILDCARD_VS)])),
     ("sidecar deleted", lambda m: m.store.delete([key_of(SIDECAR)])),
     ("service leaves", lambda m: m.cp.registry.deregister("default", "orders-v1")),
+    ("entry selecting workloads", lambda m: m.apply(SELECTING_ENTRY)),
+    # Its endpoints come from the registry: an instance joining must reach them too.
+    (
+        "instance an entry selects",
+        lambda m: m.cp.registry.register(workload("reviews", "v6", 20013)),
+    ),
+    ("selected instance leaves", lambda m: m.cp.registry.deregister("default", "reviews-v6")),
     ("VS deleted", lambda m: m.store.delete([key_of(vs_reviews(("v1", 100)))])),
 ]
 
@@ -269,10 +289,19 @@ def test_every_step_serves_what_generation_from_scratch_gives(mesh: Mesh) -> Non
                 queue.get_nowait()
         step(mesh)
         mesh.cp.rebuild()
+        # The reference: a snapshot built from scratch (no fast path, nothing reused).
+        scratch = build_snapshot(
+            0,
+            mesh.store.objects(),
+            mesh.cp.registry.services(),
+            mesh.cp.registry.endpoints(),
+            mesh=mesh.cp.options.mesh,
+            jwks=mesh.cp.jwks.documents(),
+        )
         woken = 0
         for conn, queue in mesh.conns:
             served = ads.config_for(conn.proxy)
-            reference = generate_all(conn.proxy, ads.snapshot)
+            reference = generate_all(conn.proxy, scratch)
             assert versions(served) == versions(reference), (label, conn.proxy.workload)
             assert {t: dict(r.items) for t, r in served.items()} == {
                 t: dict(r.items) for t, r in reference.items()
