@@ -3,8 +3,8 @@
 A control plane (in memory, no servers) goes through a sequence of changes of every kind; after
 each, every connected proxy's config as the server would send it (from the generation cache,
 the endpoint fast path and push scope) must equal `generate_all` on a snapshot built from
-scratch, and every proxy whose config changed must have been woken for a push. A cache key missing an input, or
-a push scope too narrow, fails here.
+scratch, and every proxy whose config changed must have been woken for a push. A cache key
+missing an input, or a push scope too narrow, fails here.
 """
 
 from __future__ import annotations
