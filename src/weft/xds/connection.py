@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from weft.snapshot.proxy import Proxy
 from weft.xds import types
@@ -23,6 +24,9 @@ class Holdings:
     resend: set[str] = field(default_factory=set)  # send even if unchanged (EDS after CDS)
     asked: set[str] = field(default_factory=set)  # newly subscribed, not yet answered
     resync: bool = False  # subscriptions changed: compare even if the config did not
+    # The resources `known` was last brought in line with (None after a NACK): the next
+    # comparison need only look at what differs from them.
+    basis: Mapping[str, Any] | None = None
 
 
 @dataclass

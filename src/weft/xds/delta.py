@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from collections.abc import Callable, Iterator, Mapping
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest as Request
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryResponse as Response
+from google.protobuf import any_pb2
 
 from weft.snapshot.proxy import Proxy
 from weft.telemetry.metrics import ControlPlaneMetrics
@@ -37,29 +37,49 @@ WILDCARD_TYPES = frozenset({types.CLUSTER, types.LISTENER})
 
 
 class ResourceVersions:
-    """Per-resource versions (a hash of the resource's bytes), cached by the type's version:
-    the type's version is a hash of all its resources, so it is the whole input."""
+    """Per-resource versions: a hash of the resource's bytes, computed once per packed
+    resource. Proxies share packed resources (weft.xds.generate), so they share these too: no
+    proxy holds a table of its own."""
 
-    def __init__(self, max_entries: int = 4096) -> None:
+    def __init__(self, max_entries: int = 500_000) -> None:
         self._max = max_entries
-        self._entries: OrderedDict[tuple[str, str], Mapping[str, str]] = OrderedDict()
+        # id(packed) -> (packed, version); the entry keeps `packed` alive, so ids stay unique.
+        self._by_item: dict[int, tuple[any_pb2.Any, str]] = {}
 
     def of(self, resources: Resources) -> Mapping[str, str]:
-        key = (resources.type_url, resources.version)
-        found = self._entries.get(key)
+        return _Versions(resources.items, self)
+
+    def version(self, packed: any_pb2.Any) -> str:
+        found = self._by_item.get(id(packed))
         if found is not None:
-            self._entries.move_to_end(key)
-            return found
-        versions = MappingProxyType(
-            {
-                name: hashlib.sha256(packed.value).hexdigest()[:16]
-                for name, packed in resources.items.items()
-            }
-        )
-        self._entries[key] = versions
-        if len(self._entries) > self._max:
-            self._entries.popitem(last=False)
-        return versions
+            return found[1]
+        if len(self._by_item) >= self._max:
+            self._by_item.clear()  # rebuilt as used; cheaper than tracking what still is
+        version = hashlib.sha256(packed.value).hexdigest()[:16]
+        self._by_item[id(packed)] = (packed, version)
+        return version
+
+
+class _Versions(Mapping[str, str]):
+    """name -> version of one type's resources, read through the shared cache."""
+
+    __slots__ = ("_cache", "_items")
+
+    def __init__(self, items: Mapping[str, any_pb2.Any], cache: ResourceVersions) -> None:
+        self._items = items
+        self._cache = cache
+
+    def __getitem__(self, name: str) -> str:
+        return self._cache.version(self._items[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
 
 
 class DeltaAds:
@@ -75,6 +95,11 @@ class DeltaAds:
         self._next_nonce = next_nonce
         self._metrics = metrics
         self._versions = ResourceVersions()
+        self._name_sets: dict[frozenset[str], frozenset[str]] = {}
+        self._changes: dict[
+            tuple[str, int, int],
+            tuple[Mapping[str, any_pb2.Any], Mapping[str, any_pb2.Any], frozenset[str]],
+        ] = {}
 
     def on_request(self, conn: Connection, request: Request) -> list[Response]:
         type_url = request.type_url
@@ -82,14 +107,22 @@ class DeltaAds:
         first = not watch.requested
         if request.response_nonce:
             self._answered(conn, watch, request)
-        subscribe = set(request.resource_names_subscribe)
+        # Interned: a thousand proxies naming the same thousand clusters hold one copy of
+        # each name (interned strings are freed once nothing holds them).
+        subscribe = {sys.intern(n) for n in request.resource_names_subscribe}
         unsubscribe = set(request.resource_names_unsubscribe)
         if first:
             watch.requested = True
             # A first request that names nothing is a (legacy) wildcard subscription.
             watch.delta.wildcard = type_url in WILDCARD_TYPES and not subscribe
-            watch.delta.known = dict(request.initial_resource_versions)
+            watch.delta.known = {
+                sys.intern(n): v for n, v in request.initial_resource_versions.items()
+            }
         _subscribe(watch, subscribe, unsubscribe)
+        # Proxies of one view subscribe to the same names: hold one set for all of them.
+        if len(self._name_sets) > 10_000:
+            self._name_sets.clear()
+        watch.names = self._name_sets.setdefault(watch.names, watch.names)
         if first or subscribe or unsubscribe:
             watch.delta.resync = True
         responses = self._send(conn, type_url, first=first)
@@ -118,6 +151,7 @@ class DeltaAds:
                     holdings.known.pop(name, None)
                 else:
                     holdings.known[name] = previous
+            holdings.basis = None
             watch.nack = request.error_detail.message
             self._metrics.rejects.labels(types.short_name(request.type_url)).inc()
             log.warning(
@@ -130,6 +164,23 @@ class DeltaAds:
         watch.nack = None
 
     # --- sending --------------------------------------------------------------------------
+
+    def _changed_since(
+        self, type_url: str, before: Mapping[str, any_pb2.Any], after: Mapping[str, any_pb2.Any]
+    ) -> frozenset[str]:
+        """Names whose resource differs between two configs of one type (not the same packed
+        object). Proxies of one view share both, so this is worked out once per view."""
+        key = (type_url, id(before), id(after))
+        found = self._changes.get(key)
+        if found is None:
+            if len(self._changes) > 1000:
+                self._changes.clear()
+            names = frozenset(
+                n for n in before.keys() | after.keys() if before.get(n) is not after.get(n)
+            )
+            # The entry holds both mappings, so their ids stay theirs while it lives.
+            found = self._changes[key] = (before, after, names)
+        return found[2]
 
     def _send(self, conn: Connection, type_url: str, first: bool = False) -> list[Response]:
         """What the proxy lacks of one type, if anything; `first` answers even with nothing."""
@@ -144,7 +195,12 @@ class DeltaAds:
         if not (holdings.resync or holdings.resend) and resources.version == watch.sent_version:
             return []
         versions = self._versions.of(resources)
-        updated, removed = _diff(watch, versions)
+        if holdings.basis is not None and not (holdings.resync or holdings.resend):
+            changed = self._changed_since(type_url, holdings.basis, resources.items)
+            updated, removed = _diff_changed(watch, versions, changed)
+        else:
+            updated, removed = _diff(watch, versions)
+        holdings.basis = resources.items
         holdings.resync = False
         holdings.resend.clear()
         holdings.asked.clear()
@@ -213,6 +269,22 @@ def _diff(watch: WatchState, versions: Mapping[str, str]) -> tuple[list[str], li
     )
     # Names asked for that do not exist are answered as removed, or Envoy waits for them.
     removed = sorted({*holdings.known, *holdings.asked} - versions.keys())
+    return updated, removed
+
+
+def _diff_changed(
+    watch: WatchState, versions: Mapping[str, str], changed: frozenset[str]
+) -> tuple[list[str], list[str]]:
+    """As `_diff`, when the proxy's holdings were in line with a config that differs from
+    `versions` only in `changed`: nothing else can need sending or removing."""
+    holdings = watch.delta
+    known = holdings.known
+    updated = sorted(
+        n
+        for n in changed
+        if n in versions and (holdings.wildcard or n in watch.names) and known.get(n) != versions[n]
+    )
+    removed = sorted(n for n in changed if n not in versions and n in known)
     return updated, removed
 
 

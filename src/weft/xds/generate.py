@@ -284,7 +284,7 @@ def build_shared(
     else:
         reuse = {} if prior is None else {p.hostname: p for p in prior.services}
         parts = _outbound(proxy, snap, pieces, reuse, changed_hosts)
-        clusters, eds_names, endpoints = _join(parts)
+        clusters, eds_names, endpoints = _join(parts, prior)
     if prior is not None and not changed & VIEW_INPUTS["routes"]:
         routes = prior.routes
     else:
@@ -296,14 +296,25 @@ def build_shared(
 
 
 def _join(
-    parts: tuple[_ServicePart, ...],
+    parts: tuple[_ServicePart, ...], prior: SharedView | None
 ) -> tuple[Mapping[str, any_pb2.Any], tuple[str, ...], Resources]:
-    clusters: dict[str, any_pb2.Any] = {}
+    """The view's clusters and endpoints from its services' parts; what is made of the same
+    pieces as `prior`'s is `prior`'s (so every proxy's CDS stays as it was, unhashed)."""
+    same_clusters = (
+        prior is not None
+        and len(parts) == len(prior.services)
+        and all(a.clusters is b.clusters for a, b in zip(parts, prior.services, strict=True))
+    )
+    if same_clusters and prior is not None:
+        clusters, eds_names = prior.clusters, prior.eds_names
+    else:
+        built: dict[str, any_pb2.Any] = {}
+        for part in parts:
+            built.update(part.clusters.packed)
+        clusters, eds_names = built, tuple(n for p in parts for n in p.clusters.eds_names)
     endpoints: dict[str, any_pb2.Any] = {}
     for part in parts:
-        clusters.update(part.clusters.packed)
         endpoints.update(part.endpoints)
-    eds_names = tuple(n for p in parts for n in p.clusters.eds_names)
     return clusters, eds_names, Resources.of_packed(types.ENDPOINT, endpoints)
 
 
@@ -332,6 +343,8 @@ def _outbound(
             (service, dr, eps),
             partial(_cluster_block, service, dr, eps, trust_domain, proxy.sds),
         )
+        if prior is not None and block is not prior.clusters and block == prior.clusters:
+            block = prior.clusters  # new endpoints, the same clusters (the usual case)
         # load_assignment reads the cluster's DestinationRule (subsets), the service's
         # endpoints, and PeerAuthentications with the root namespace (auto mTLS).
         endpoints = tuple(
