@@ -45,6 +45,8 @@ class ResourceVersions:
         self._max = max_entries
         # id(packed) -> (packed, version); the entry keeps `packed` alive, so ids stay unique.
         self._by_item: dict[int, tuple[any_pb2.Any, str]] = {}
+        self._resources: dict[tuple[int, str], tuple[any_pb2.Any, discovery_pb2.Resource]] = {}
+        self._eds: dict[int, tuple[any_pb2.Any, str | None]] = {}
 
     def of(self, resources: Resources) -> Mapping[str, str]:
         return _Versions(resources.items, self)
@@ -58,6 +60,31 @@ class ResourceVersions:
         version = hashlib.sha256(packed.value).hexdigest()[:16]
         self._by_item[id(packed)] = (packed, version)
         return version
+
+    def resource(self, name: str, packed: any_pb2.Any) -> discovery_pb2.Resource:
+        """The resource as a delta response carries it, built once for every proxy."""
+        key = (id(packed), name)
+        found = self._resources.get(key)
+        if found is None:
+            if len(self._resources) >= self._max:
+                self._resources.clear()
+            made = discovery_pb2.Resource(name=name, version=self.version(packed), resource=packed)
+            found = self._resources[key] = (packed, made)
+        return found[1]
+
+    def eds_name(self, packed: any_pb2.Any) -> str | None:
+        """The EDS service name of a packed cluster, or None if it is not an EDS cluster."""
+        found = self._eds.get(id(packed))
+        if found is None:
+            if len(self._eds) >= self._max:
+                self._eds.clear()
+            cluster = cluster_pb2.Cluster()
+            packed.Unpack(cluster)
+            name = None
+            if cluster.type == cluster_pb2.Cluster.EDS:
+                name = cluster.eds_cluster_config.service_name or cluster.name
+            found = self._eds[id(packed)] = (packed, name)
+        return found[1]
 
 
 class _Versions(Mapping[str, str]):
@@ -224,18 +251,13 @@ class DeltaAds:
             time.monotonic() - started
         )
         if type_url == types.CLUSTER:
-            _follow_with_endpoints(conn, resources, updated)
+            _follow_with_endpoints(conn, resources, updated, self._versions)
         return [
             Response(
                 type_url=type_url,
                 system_version_info=resources.version,
                 nonce=nonce,
-                resources=[
-                    discovery_pb2.Resource(
-                        name=name, version=versions[name], resource=resources.items[name]
-                    )
-                    for name in updated
-                ],
+                resources=[self._versions.resource(n, resources.items[n]) for n in updated],
                 removed_resources=removed,
             )
         ]
@@ -288,13 +310,14 @@ def _diff_changed(
     return updated, removed
 
 
-def _follow_with_endpoints(conn: Connection, clusters: Resources, updated: list[str]) -> None:
+def _follow_with_endpoints(
+    conn: Connection, clusters: Resources, updated: list[str], cache: ResourceVersions
+) -> None:
     """Envoy warms a changed EDS cluster until its endpoints arrive again: resend them. Also
     before EDS is asked for on this stream: a reconnecting Envoy asks for clusters and
     endpoints at once, and a cluster changed meanwhile waits for its endpoints too."""
     watch = conn.watch(types.ENDPOINT)
     for name in updated:
-        cluster = cluster_pb2.Cluster()
-        clusters.items[name].Unpack(cluster)
-        if cluster.type == cluster_pb2.Cluster.EDS:
-            watch.delta.resend.add(cluster.eds_cluster_config.service_name or cluster.name)
+        eds_name = cache.eds_name(clusters.items[name])
+        if eds_name is not None:
+            watch.delta.resend.add(eds_name)

@@ -292,7 +292,9 @@ def build_shared(
             types.ROUTE, {names.HTTP_PROXY_ROUTE: _routes(proxy, snap, pieces)}
         )
     hosts = prior.hosts if prior is not None else frozenset(p.hostname for p in parts)
-    return SharedView(clusters, eds_names, endpoints, routes, hosts, parts)
+    shared = SharedView(clusters, eds_names, endpoints, routes, hosts, parts)
+    check_consistent({types.ENDPOINT: endpoints, types.ROUTE: routes}, list(eds_names), [])
+    return shared
 
 
 def _join(
@@ -489,7 +491,8 @@ def generate_with(
         types.LISTENER: own.listeners,
         types.ROUTE: routes,
     }
-    check_consistent(out, list(shared.eds_names), route_names)
+    # The view's own EDS names were checked when it was built (build_shared).
+    check_consistent(out, [], route_names)
     return out
 
 
