@@ -16,6 +16,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Generic, TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import discovery_pb2
@@ -36,54 +37,81 @@ WILDCARD = "*"
 WILDCARD_TYPES = frozenset({types.CLUSTER, types.LISTENER})
 
 
-class ResourceVersions:
-    """Per-resource versions: a hash of the resource's bytes, computed once per packed
-    resource. Proxies share packed resources (weft.xds.generate), so they share these too: no
-    proxy holds a table of its own."""
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
-    def __init__(self, max_entries: int = 500_000) -> None:
-        self._max = max_entries
-        # id(packed) -> (packed, version); the entry keeps `packed` alive, so ids stay unique.
-        self._by_item: dict[int, tuple[any_pb2.Any, str]] = {}
-        self._resources: dict[tuple[int, str], tuple[any_pb2.Any, discovery_pb2.Resource]] = {}
-        self._eds: dict[int, tuple[any_pb2.Any, str | None]] = {}
+
+class Aged(Generic[_K, _V]):
+    """A cache that forgets what was not used since the one-before-last `age()`: the server
+    ages its caches at every push, so what no proxy needs any more goes within two pushes."""
+
+    def __init__(self) -> None:
+        self._now: dict[_K, _V] = {}
+        self._before: dict[_K, _V] = {}
+
+    def get(self, key: _K) -> _V | None:
+        found = self._now.get(key)
+        if found is None:
+            found = self._before.pop(key, None)
+            if found is not None:
+                self._now[key] = found
+        return found
+
+    def put(self, key: _K, value: _V) -> _V:
+        self._now[key] = value
+        return value
+
+    def age(self) -> None:
+        self._before = self._now
+        self._now = {}
+
+    def __len__(self) -> int:
+        return len(self._now) + len(self._before)
+
+
+class ResourceVersions:
+    """Per packed resource, computed once for every proxy that gets it (proxies share packed
+    resources, weft.xds.generate): its version (a hash of its bytes), the Resource a delta
+    response carries, and for a cluster its EDS name. Keyed by the packed object's id; each
+    entry holds the object, so the id stays its own while the entry lives."""
+
+    def __init__(self) -> None:
+        self._versions: Aged[int, tuple[any_pb2.Any, str]] = Aged()
+        self._resources: Aged[tuple[int, str], tuple[any_pb2.Any, discovery_pb2.Resource]] = Aged()
+        self._eds: Aged[int, tuple[any_pb2.Any, str | None]] = Aged()
+
+    def age(self) -> None:
+        for cache in (self._versions, self._resources, self._eds):
+            cache.age()
 
     def of(self, resources: Resources) -> Mapping[str, str]:
         return _Versions(resources.items, self)
 
     def version(self, packed: any_pb2.Any) -> str:
-        found = self._by_item.get(id(packed))
-        if found is not None:
-            return found[1]
-        if len(self._by_item) >= self._max:
-            self._by_item.clear()  # rebuilt as used; cheaper than tracking what still is
-        version = hashlib.sha256(packed.value).hexdigest()[:16]
-        self._by_item[id(packed)] = (packed, version)
-        return version
+        found = self._versions.get(id(packed))
+        if found is None:
+            version = hashlib.sha256(packed.value).hexdigest()[:16]
+            found = self._versions.put(id(packed), (packed, version))
+        return found[1]
 
     def resource(self, name: str, packed: any_pb2.Any) -> discovery_pb2.Resource:
-        """The resource as a delta response carries it, built once for every proxy."""
-        key = (id(packed), name)
-        found = self._resources.get(key)
+        """The resource as a delta response carries it."""
+        found = self._resources.get((id(packed), name))
         if found is None:
-            if len(self._resources) >= self._max:
-                self._resources.clear()
             made = discovery_pb2.Resource(name=name, version=self.version(packed), resource=packed)
-            found = self._resources[key] = (packed, made)
+            found = self._resources.put((id(packed), name), (packed, made))
         return found[1]
 
     def eds_name(self, packed: any_pb2.Any) -> str | None:
         """The EDS service name of a packed cluster, or None if it is not an EDS cluster."""
         found = self._eds.get(id(packed))
         if found is None:
-            if len(self._eds) >= self._max:
-                self._eds.clear()
             cluster = cluster_pb2.Cluster()
             packed.Unpack(cluster)
             name = None
             if cluster.type == cluster_pb2.Cluster.EDS:
                 name = cluster.eds_cluster_config.service_name or cluster.name
-            found = self._eds[id(packed)] = (packed, name)
+            found = self._eds.put(id(packed), (packed, name))
         return found[1]
 
 
@@ -122,11 +150,11 @@ class DeltaAds:
         self._next_nonce = next_nonce
         self._metrics = metrics
         self._versions = ResourceVersions()
-        self._name_sets: dict[frozenset[str], frozenset[str]] = {}
-        self._changes: dict[
+        self._name_sets: Aged[frozenset[str], frozenset[str]] = Aged()
+        self._changes: Aged[
             tuple[str, int, int],
             tuple[Mapping[str, any_pb2.Any], Mapping[str, any_pb2.Any], frozenset[str]],
-        ] = {}
+        ] = Aged()
 
     def on_request(self, conn: Connection, request: Request) -> list[Response]:
         type_url = request.type_url
@@ -147,15 +175,21 @@ class DeltaAds:
             }
         _subscribe(watch, subscribe, unsubscribe)
         # Proxies of one view subscribe to the same names: hold one set for all of them.
-        if len(self._name_sets) > 10_000:
-            self._name_sets.clear()
-        watch.names = self._name_sets.setdefault(watch.names, watch.names)
+        watch.names = self._name_sets.get(watch.names) or self._name_sets.put(
+            watch.names, watch.names
+        )
         if first or subscribe or unsubscribe:
             watch.delta.resync = True
         responses = self._send(conn, type_url, first=first)
         if type_url == types.CLUSTER:
             responses += self._send(conn, types.ENDPOINT)
         return responses
+
+    def age(self) -> None:
+        """A new snapshot is current: what no proxy used since the last one goes next time."""
+        self._versions.age()
+        self._changes.age()
+        self._name_sets.age()
 
     def on_push(self, conn: Connection) -> list[Response]:
         """Every type that changed, in push order; a cluster change is followed by EDS."""
@@ -200,13 +234,11 @@ class DeltaAds:
         key = (type_url, id(before), id(after))
         found = self._changes.get(key)
         if found is None:
-            if len(self._changes) > 1000:
-                self._changes.clear()
             names = frozenset(
                 n for n in before.keys() | after.keys() if before.get(n) is not after.get(n)
             )
             # The entry holds both mappings, so their ids stay theirs while it lives.
-            found = self._changes[key] = (before, after, names)
+            found = self._changes.put(key, (before, after, names))
         return found[2]
 
     def _send(self, conn: Connection, type_url: str, first: bool = False) -> list[Response]:

@@ -74,6 +74,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
             else:
                 unaffected.append(conn.proxy)
         self._cache.advance(snapshot, keep=unaffected, scope=scope)
+        self._delta.age()
         self._snapshot = snapshot
         self._snapshot_at = time.monotonic()
         for conn in woken:

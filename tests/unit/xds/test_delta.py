@@ -496,3 +496,31 @@ async def test_sotw_and_delta_proxies_share_one_server(server: AdsServer) -> Non
     finally:
         await sotw.aclose()
         await delta.aclose()
+
+
+async def test_what_the_server_remembers_per_resource_does_not_grow_with_pushes(
+    server: AdsServer, stream: DeltaStream
+) -> None:
+    """Versions, delta resources and compared configs are remembered per packed resource;
+    those of configs no proxy holds any more are forgotten within two pushes."""
+    await stream.subscribe_all()
+    delta = server._delta
+    sizes = []
+    for version in range(2, 22):
+        # Each push changes reviews' endpoints (one more instance each time) and routes.
+        registry = bookinfo_registry()
+        registry.register(
+            Workload(
+                name=f"reviews-extra-{version}",
+                namespace="default",
+                service="reviews",
+                address="127.0.0.1",
+                ports=(WorkloadPort(9080, 21000 + version),),
+                labels=frozen_labels({"app": "reviews", "version": "v1"}),
+            )
+        )
+        objects = with_reviews_policy() if version % 2 else None
+        responses = await pushed(server, stream, snapshot(version, objects, registry=registry))
+        assert responses, version
+        sizes.append(len(delta._versions._versions) + len(delta._changes))
+    assert max(sizes[5:]) <= 2 * min(sizes[5:]), sizes
