@@ -100,7 +100,15 @@ class ControlPlane:
 
         When only the registry's endpoints changed (same services, same config), the current
         snapshot gets the new endpoints and nothing else is rebuilt (the endpoint fast path).
+        If making it fails (a bug), proxies keep the current one and the control plane goes on.
         """
+        try:
+            self._rebuild()
+        except Exception:
+            self._config_changed = True  # the next attempt builds from scratch
+            log.exception("not serving a new snapshot: building it failed; proxies keep theirs")
+
+    def _rebuild(self) -> None:
         self._version += 1
         services, endpoints = self.registry.services(), self.registry.endpoints()
         objects = self.store.objects()

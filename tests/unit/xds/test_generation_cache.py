@@ -354,3 +354,28 @@ def test_an_endpoint_change_takes_the_fast_path_and_rebuilds_one_cluster(mesh: M
     assert clusters == 1
     assert endpoints == 1
     assert vhosts == 0
+
+
+def test_a_snapshot_that_fails_to_build_leaves_proxies_on_the_last_one(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from weft.controlplane import app
+
+    ads = mesh.cp.ads
+    before = ads.snapshot
+    served = {conn.id: versions(ads.config_for(conn.proxy)) for conn, _ in mesh.conns}
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in the snapshot build")
+
+    monkeypatch.setattr(app, "build_snapshot", broken)
+    mesh.apply(vs_reviews(("v2", 100)))
+    mesh.cp.rebuild()  # logged, not raised: the debouncer and the control plane go on
+    assert "building it failed" in caplog.text
+    assert ads.snapshot is before
+    assert {c.id: versions(ads.config_for(c.proxy)) for c, _ in mesh.conns} == served
+    monkeypatch.undo()
+    mesh.cp.registry.register(workload("reviews", "v4", 20009))  # would take the fast path
+    mesh.cp.rebuild()
+    # The failed change is not lost: the next snapshot is built from everything.
+    assert ads.snapshot.virtual_services_for("reviews.default.svc.cluster.local")
