@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+import weft
 from tests.integration.conftest import NETWORKING, apply_and_sync, bookinfo_spec
 from weft.agent.ports import free_port
 from weft.cli.mesh import Child, LocalMesh
@@ -182,6 +183,9 @@ async def test_istio_queries_against_a_real_prometheus(
         lambda r: [v for _, v in r] == [2.0],
         "pilot_xds to count both proxies",
     )
+    # By the version of their agents, as istiod labels it.
+    by_version = await prometheus.query("sum by (version) (pilot_xds)")
+    assert [(r["version"], v) for r, v in by_version] == [(weft.__version__, 2.0)], by_version
 
     # Pushes by type, with istiod's name and label values: no `_total`, `type="cds"`.
     pushes = by_type(

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from weft import __version__
 from weft.agent.sds import sds_cluster
 from weft.snapshot.proxy import (
     META_ADMIN_PORT,
@@ -18,6 +19,7 @@ from weft.snapshot.proxy import (
     META_SDS,
     META_SERVICE,
     META_SERVICE_ACCOUNT,
+    META_VERSION,
     META_WORKLOAD,
     InboundPort,
     node_id,
@@ -54,6 +56,7 @@ class SidecarIdentity:
             META_SERVICE_ACCOUNT: self.service_account,
             META_INSTANCE_IPS: self.ip,
             META_INBOUND: [p.to_metadata() for p in self.inbound],
+            META_VERSION: __version__,
         }
         if self.proxy_port is not None:
             meta[META_PROXY_PORT] = str(self.proxy_port)

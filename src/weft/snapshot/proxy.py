@@ -20,6 +20,7 @@ META_INBOUND = "WEFT_INBOUND"
 META_SERVICE = "WEFT_SERVICE"
 META_ADMIN_PORT = "WEFT_ADMIN_PORT"  # Envoy's admin port, for `weft proxy-config secret`
 META_SDS = "WEFT_SDS"  # the agent serves certificates over SDS: mesh mTLS is possible
+META_VERSION = "ISTIO_VERSION"  # the agent's version (Weft's), as Istio's agents send theirs
 
 
 @dataclass(frozen=True, order=True)
@@ -58,6 +59,7 @@ class Proxy:
     kind: Literal["sidecar", "router"] = "sidecar"
     sds: bool = False
     admin_port: int | None = None  # not a generator input: left out of config_key
+    version: str = ""  # the agent's, for metrics and status: not a generator input either
 
     def config_key(self) -> tuple[object, ...]:
         """Everything about this proxy that generated config may depend on (for caching)."""
@@ -115,6 +117,7 @@ def proxy_from_node(node_id: str, metadata: Mapping[str, Any]) -> Proxy:
         kind="router" if node_id.startswith("router~") else "sidecar",
         sds=str(metadata.get(META_SDS, "")).lower() == "true",
         admin_port=_as_int(metadata.get(META_ADMIN_PORT)),
+        version=str(metadata.get(META_VERSION) or ""),
     )
 
 

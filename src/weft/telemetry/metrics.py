@@ -118,7 +118,12 @@ class ControlPlaneMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.connected = Gauge("pilot_xds", "Connected xDS proxies.", registry=self.registry)
+        self.connected = Gauge(
+            "pilot_xds",
+            "Connected xDS proxies, by their agent's version.",
+            ["version"],
+            registry=self.registry,
+        )
         self.pushes = XdsTypeCounter(
             "pilot_xds_pushes", "xDS responses sent, by type.", self.registry
         )

@@ -194,15 +194,20 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         conn = Connection(id=f"{proxy.id}-{next(self._ids)}", proxy=proxy, protocol=protocol)
         self.connections[conn.id] = conn
         self._queues[conn.id] = queue
-        self.metrics.connected.set(len(self.connections))
+        self._count_connected(proxy.version)
         log.info("proxy connected (%s): %s", protocol, proxy.id)
         return conn
 
     def _close(self, conn: Connection) -> None:
         self.connections.pop(conn.id, None)
         self._queues.pop(conn.id, None)
-        self.metrics.connected.set(len(self.connections))
+        self._count_connected(conn.proxy.version)
         log.info("proxy disconnected: %s", conn.proxy.id)
+
+    def _count_connected(self, version: str) -> None:
+        """`pilot_xds{version}`: connected proxies by their agent's version, as istiod has it."""
+        count = sum(1 for c in self.connections.values() if c.proxy.version == version)
+        self.metrics.connected.labels(version or "unknown").set(count)
 
     def _on_request(
         self, conn: Connection, request: discovery_pb2.DiscoveryRequest

@@ -31,9 +31,9 @@ def test_counters_have_istios_names_and_type_labels() -> None:
 
 def test_gauge_counts_connected_proxies() -> None:
     metrics = ControlPlaneMetrics()
-    metrics.connected.set(2)
-    assert "pilot_xds 2" in lines(metrics)
-    assert metrics.value("pilot_xds") == 2.0
+    metrics.connected.labels("0.1.0").set(2)
+    assert 'pilot_xds{version="0.1.0"} 2' in lines(metrics)
+    assert metrics.value("pilot_xds", {"version": "0.1.0"}) == 2.0
 
 
 def test_histograms_have_istios_buckets_written_as_go_writes_them() -> None:

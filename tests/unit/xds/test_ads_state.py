@@ -21,6 +21,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format, struct_pb2
 from google.rpc import status_pb2
 
+import weft
 from tests.unit.xds.conftest import SAMPLES, bookinfo_registry
 from weft.agent.bootstrap import SidecarIdentity
 from weft.api import IstioObject, load_yaml
@@ -525,11 +526,12 @@ async def test_connection_is_removed_when_the_stream_ends(
 ) -> None:
     await stream.request(types.CLUSTER)
     assert len(server.connections) == 1
-    assert server.metrics.value("pilot_xds") == 1.0
+    # Labelled by the agent's version, which the sidecar's node metadata carries.
+    assert server.metrics.value("pilot_xds", {"version": weft.__version__}) == 1.0
     stream.end()
     assert await stream.finished()
     assert server.connections == {}
-    assert server.metrics.value("pilot_xds") == 0.0
+    assert server.metrics.value("pilot_xds", {"version": weft.__version__}) == 0.0
     # A push after the proxy left goes nowhere and does not fail.
     server.push(snapshot(2, with_reviews_policy()))
 
