@@ -16,6 +16,27 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 NETWORKING = SAMPLES / "bookinfo" / "networking"
 REVIEWS = "http://reviews:9080/reviews/0"
 
+# Valid for Istio's schema, but RE2 (Envoy) refuses a repetition above 1000: Envoy NACKs it.
+# Were it applied, reviews would answer from v2 only.
+BAD_REGEX_RULE = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {regex: "/reviews/x{1001}"}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v2}}]
+"""
+
+
+def bad_regex_rule(directory: Path) -> Path:
+    """A file holding BAD_REGEX_RULE, to apply."""
+    path = directory / "bad-regex.yaml"
+    path.write_text(BAD_REGEX_RULE)
+    return path
+
 
 def bookinfo_spec(service: str, version: str = "v1", **kwargs: object) -> WorkloadSpec:
     spec = WorkloadSpec(service, version, **kwargs)  # type: ignore[arg-type]

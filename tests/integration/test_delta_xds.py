@@ -19,6 +19,7 @@ from tests.integration.conftest import (
     REVIEWS,
     MeshClient,
     apply_and_sync,
+    bad_regex_rule,
 )
 from tests.integration.test_resilience import Load, wait_for_nack
 from weft.agent.bootstrap import SidecarIdentity, sidecar_bootstrap
@@ -187,21 +188,7 @@ async def test_weft_run_routes_over_delta_and_keeps_traffic_through_a_rejected_r
     counts = await bookinfo.versions(REVIEWS, n)
     assert set(counts) <= {"v1", "v3"}, counts
     assert abs(100 * counts.get("v1", 0) / n - 80) < 8, counts  # 3.5 standard deviations
-    bad = tmp_path / "bad-regex.yaml"
-    # Valid for Istio's schema, but RE2 (Envoy) refuses a repetition above 1000.
-    bad.write_text(
-        """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - match: [{uri: {regex: "/reviews/x{1001}"}}]
-    route: [{destination: {host: reviews, subset: v2}}]
-  - route: [{destination: {host: reviews, subset: v2}}]
-"""
-    )
+    bad = bad_regex_rule(tmp_path)
     load = Load(bookinfo)
     with load:
         await load.wait_for(20)

@@ -15,7 +15,12 @@ import pytest
 import pytest_asyncio
 
 import weft
-from tests.integration.conftest import NETWORKING, apply_and_sync, bookinfo_spec
+from tests.integration.conftest import (
+    NETWORKING,
+    apply_and_sync,
+    bad_regex_rule,
+    bookinfo_spec,
+)
 from weft.agent.ports import free_port
 from weft.cli.mesh import Child, LocalMesh
 from weft.errors import WeftError
@@ -26,16 +31,6 @@ XDS_TYPES = ("cds", "eds", "lds", "rds")
 # Prometheus needs ~5-6 s before its first sample is queryable (FACTS.md); then 1 s scrapes.
 DEADLINE = 30.0
 
-BAD_ROUTE = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - match: [{uri: {regex: "/reviews/x{1001}"}}]
-    route: [{destination: {host: reviews, subset: v1}}]
-"""
 
 Series = list[tuple[dict[str, str], float]]
 
@@ -236,9 +231,7 @@ async def test_istio_queries_against_a_real_prometheus(
     assert {r[0]["type"] for r in push_time} >= {"cds", "eds", "lds", "rds"}, push_time
 
     # A rule Envoy refuses (RE2 allows no repetition above 1000) is counted as a reject.
-    bad = tmp_path / "bad-regex.yaml"
-    bad.write_text(BAD_ROUTE)
-    await mesh.apply(bad)
+    await mesh.apply(bad_regex_rule(tmp_path))
     await eventually(
         mesh,
         prometheus,

@@ -19,6 +19,7 @@ from tests.integration.conftest import (
     SAMPLES,
     MeshClient,
     apply_and_sync,
+    bad_regex_rule,
     bookinfo_spec,
 )
 from weft.cli.mesh import LocalMesh
@@ -110,21 +111,7 @@ async def test_rejected_config_leaves_traffic_on_the_last_good_config(
     mesh: LocalMesh, bookinfo: MeshClient, tmp_path: Path
 ) -> None:
     await apply_and_sync(mesh, NETWORKING / "virtual-service-all-v1.yaml")
-    bad = tmp_path / "bad-regex.yaml"
-    # Valid for Istio's schema, but RE2 (Envoy) refuses a repetition above 1000.
-    bad.write_text(
-        """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - match: [{uri: {regex: "/reviews/x{1001}"}}]
-    route: [{destination: {host: reviews, subset: v2}}]
-  - route: [{destination: {host: reviews, subset: v3}}]
-"""
-    )
+    bad = bad_regex_rule(tmp_path)
     await mesh.apply(bad)
     nack = await wait_for_nack(mesh, "productpage")
     assert "x{1001}" in nack or "repetition" in nack or "regex" in nack.lower(), nack

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from weft.registry.model import (
     EMPTY_LABELS,
@@ -139,6 +139,30 @@ class Workload:
         if not workload.ports:
             raise ValueError("registration has no ports: give at least one servicePort/targetPort")
         return workload
+
+
+_T = TypeVar("_T")
+
+
+def _refreshed(
+    current: dict[str, _T], stale: set[str], build: Callable[[str], _T | None]
+) -> dict[str, _T]:
+    """`current` with each stale host rebuilt (None: gone), emptying `stale`. A value equal
+    to the one before stays the one before, and with no value changed, so does the dict."""
+    updated = dict(current)
+    changed = added = False
+    for host in stale:
+        old = current.get(host)
+        value = build(host)
+        if value is None:
+            changed |= updated.pop(host, None) is not None
+        elif old is None or old != value:
+            updated[host] = value
+            changed, added = True, added or old is None
+    stale.clear()
+    if not changed:
+        return current
+    return dict(sorted(updated.items())) if added else updated
 
 
 def _required(data: Mapping[str, Any], key: str) -> str:
@@ -271,45 +295,25 @@ class LocalRegistry:
 
     def services(self) -> dict[str, Service]:
         """Every service by hostname, sorted; identity-preserving (see the class docstring)."""
-        if not self._stale_services:
-            return self._services
-        current = dict(self._services)
-        changed = added = False
-        for host in self._stale_services:
-            members = self._by_host.get(host)
-            old = current.get(host)
-            if not members:
-                changed |= current.pop(host, None) is not None
-                continue
-            service = _service(host, members)
-            if old is None or old != service:
-                current[host] = service
-                changed, added = True, added or old is None
-        self._stale_services.clear()
-        if changed:
-            self._services = dict(sorted(current.items())) if added else current
+        if self._stale_services:
+            self._services = _refreshed(self._services, self._stale_services, self._service_of)
         return self._services
 
     def endpoints(self) -> dict[str, tuple[Endpoint, ...]]:
         """Every host's endpoints, sorted by workload; identity-preserving (see the class)."""
-        if not self._stale_endpoints:
-            return self._endpoints
-        current = dict(self._endpoints)
-        changed = added = False
-        for host in self._stale_endpoints:
-            members = self._by_host.get(host)
-            old = current.get(host)
-            if not members:
-                changed |= current.pop(host, None) is not None
-                continue
-            eps = tuple(self._endpoint(key, host, w) for key, w in sorted(members.items()))
-            if old is None or old != eps:
-                current[host] = eps
-                changed, added = True, added or old is None
-        self._stale_endpoints.clear()
-        if changed:
-            self._endpoints = dict(sorted(current.items())) if added else current
+        if self._stale_endpoints:
+            self._endpoints = _refreshed(self._endpoints, self._stale_endpoints, self._endpoints_of)
         return self._endpoints
+
+    def _service_of(self, host: str) -> Service | None:
+        members = self._by_host.get(host)
+        return _service(host, members) if members else None
+
+    def _endpoints_of(self, host: str) -> tuple[Endpoint, ...] | None:
+        members = self._by_host.get(host)
+        if not members:
+            return None
+        return tuple(self._endpoint(key, host, w) for key, w in sorted(members.items()))
 
     def _endpoint(self, key: _Key, host: str, w: Workload) -> Endpoint:
         ep = self._endpoint_of.get(key)
