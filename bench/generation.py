@@ -26,9 +26,10 @@ from bench.timing import median_ms
 from weft.snapshot.build import build_snapshot
 from weft.snapshot.snapshot import Snapshot
 from weft.xds import types
+from weft.xds.cache import GenerationCache
 from weft.xds.cds import generate_clusters
 from weft.xds.eds import generate_endpoints
-from weft.xds.generate import GenerationCache, Resources, generate_all
+from weft.xds.generate import Resources, generate_all
 from weft.xds.lds import generate_listeners
 from weft.xds.rds import generate_routes
 

@@ -71,7 +71,7 @@ class Aged(Generic[_K, _V]):
 
 class ResourceVersions:
     """Per packed resource, computed once for every proxy that gets it (proxies share packed
-    resources, weft.xds.generate): its version (a hash of its bytes), the Resource a delta
+    resources, weft.xds.pieces): its version (a hash of its bytes), the Resource a delta
     response carries, and for a cluster its EDS name. Keyed by the packed object's id; each
     entry holds the object, so the id stays its own while the entry lives."""
 

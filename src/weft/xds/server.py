@@ -22,9 +22,10 @@ from weft.snapshot.scope import change_scope
 from weft.snapshot.snapshot import Snapshot
 from weft.telemetry.metrics import ControlPlaneMetrics
 from weft.xds import types
+from weft.xds.cache import GenerationCache
 from weft.xds.connection import Connection, Protocol
 from weft.xds.delta import DeltaAds
-from weft.xds.generate import GenerationCache, InconsistentConfig, Resources
+from weft.xds.generate import InconsistentConfig, Resources
 from weft.xds.stream import pump_requests
 
 log = logging.getLogger("weft.xds")

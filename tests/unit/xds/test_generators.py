@@ -289,7 +289,7 @@ def test_cached_generation_equals_the_reference_for_every_proxy_shape(
 ) -> None:
     """Proxies sharing a view share outbound config; each still gets exactly its own config."""
     from weft.snapshot.proxy import InboundPort
-    from weft.xds.generate import GenerationCache
+    from weft.xds.cache import GenerationCache
 
     snap = make_snapshot(
         files=("destination-rule-all.yaml", "virtual-service-reviews-jason-v2.yaml")
