@@ -84,7 +84,6 @@ class Snapshot:
     _INDEX_INPUTS = {
         "_vs_index": ("virtual_services",),
         "_dr_index": ("destination_rules",),
-        "sidecars_by_namespace": ("sidecars",),
         "sidecar_index": ("sidecars",),
         "service_index": ("services",),
         "uses_source_labels": ("virtual_services",),
@@ -98,11 +97,7 @@ class Snapshot:
         builds nothing else (indexes are carried over)."""
         merged = dict(self.endpoints)
         merged.update(endpoints)
-        return self.derive(version=version, endpoints=MappingProxyType(merged))
-
-    def derive(self, **changes: object) -> Snapshot:
-        """A new snapshot with `changes`, keeping every index whose inputs did not change."""
-        new = replace(self, **changes)  # type: ignore[arg-type]
+        new = replace(self, version=version, endpoints=MappingProxyType(merged))
         self.carry_indexes(new)
         return new
 
@@ -149,13 +144,6 @@ class Snapshot:
             if best is not None:
                 return best
         return None
-
-    @cached_property
-    def sidecars_by_namespace(self) -> Mapping[str, tuple[Sidecar, ...]]:
-        found: dict[str, list[Sidecar]] = {}
-        for sc in self.sidecars:
-            found.setdefault(sc.metadata.namespace, []).append(sc)
-        return {ns: tuple(scs) for ns, scs in found.items()}
 
     @cached_property
     def sidecar_index(self) -> Mapping[str, SidecarIndex]:

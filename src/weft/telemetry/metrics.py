@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -51,6 +52,18 @@ class _Buckets:
         return out
 
 
+_C = TypeVar("_C")
+
+
+def _child(children: dict[str, _C], xds_type: str, make: Callable[[], _C]) -> _C:
+    """The series for one xDS type, labelled as istiod labels it: `cds`, not `CDS`."""
+    label = xds_type.lower()
+    child = children.get(label)
+    if child is None:
+        child = children[label] = make()
+    return child
+
+
 class XdsTypeCounter:
     """A counter by xDS type, labelled as istiod labels it: `type="cds"`, not `type="CDS"`.
 
@@ -65,16 +78,12 @@ class XdsTypeCounter:
         registry.register(self)
 
     def labels(self, xds_type: str) -> _Count:
-        child = self._children.get(xds_type)
-        if child is None:
-            child = self._children[xds_type] = self._children.setdefault(xds_type.lower(), _Count())
-        return child
+        return _child(self._children, xds_type, _Count)
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self._name, self._doc, labels=["type"])
         for label, child in sorted(self._children.items()):
-            if label == label.lower():
-                family.add_metric([label], child.value)
+            family.add_metric([label], child.value)
         yield family
 
 
@@ -90,12 +99,7 @@ class XdsHistogram:
         registry.register(self)
 
     def labels(self, xds_type: str) -> _Buckets:
-        child = self._children.get(xds_type)
-        if child is None:
-            child = self._children[xds_type] = self._children.setdefault(
-                xds_type.lower(), _Buckets(PUSH_BUCKETS)
-            )
-        return child
+        return _child(self._children, xds_type, lambda: _Buckets(PUSH_BUCKETS))
 
     def observe(self, value: float) -> None:
         self._all.observe(value)
@@ -108,8 +112,7 @@ class XdsHistogram:
             return
         family = HistogramMetricFamily(self._name, self._doc, labels=["type"])
         for label, child in sorted(self._children.items()):
-            if label == label.lower():
-                family.add_metric([label], child.cumulative(), child.sum)
+            family.add_metric([label], child.cumulative(), child.sum)
         yield family
 
 
@@ -149,6 +152,11 @@ class ControlPlaneMetrics:
             "Config files or objects currently rejected.",
             registry=self.registry,
         )
+
+    def sent(self, xds_type: str, seconds: float) -> None:
+        """One xDS response sent to one proxy, `seconds` after its generation began."""
+        self.pushes.labels(xds_type).inc()
+        self.push_time.labels(xds_type).observe(seconds)
 
     def render(self) -> bytes:
         """The `/metrics` body, served with `exposition.CONTENT_TYPE`."""

@@ -43,6 +43,13 @@ class WatchState:
     resources_sent: int = 0
     delta: Holdings = field(default_factory=Holdings)
 
+    def mark_sent(self, version: str, nonce: str, resources: int) -> None:
+        """A response of this type went out: its version, nonce, and how many resources."""
+        self.sent_version = version
+        self.sent_nonce = nonce
+        self.sent_at = time.time()
+        self.resources_sent += resources
+
     @property
     def status(self) -> str:
         """Istio's proxy-status words: SYNCED, NOT SENT, STALE."""

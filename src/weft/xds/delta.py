@@ -274,14 +274,8 @@ class DeltaAds:
             holdings.known[name] = versions[name]
         for name in removed:
             holdings.known.pop(name, None)
-        watch.sent_version = resources.version
-        watch.sent_nonce = nonce
-        watch.sent_at = time.time()
-        watch.resources_sent += len(updated)
-        self._metrics.pushes.labels(types.short_name(type_url)).inc()
-        self._metrics.push_time.labels(types.short_name(type_url)).observe(
-            time.monotonic() - started
-        )
+        watch.mark_sent(resources.version, nonce, len(updated))
+        self._metrics.sent(types.short_name(type_url), time.monotonic() - started)
         if type_url == types.CLUSTER:
             _follow_with_endpoints(conn, resources, updated, self._versions)
         return [

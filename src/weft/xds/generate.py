@@ -59,10 +59,11 @@ class Resources:
 
 def pack_all(type_url: str, named: list[tuple[str, message.Message]]) -> dict[str, any_pb2.Any]:
     """Serialize once, deterministically, so equal content gives equal versions."""
-    return {
-        name: any_pb2.Any(type_url=type_url, value=msg.SerializeToString(deterministic=True))
-        for name, msg in named
-    }
+    return {name: pack_one(type_url, msg) for name, msg in named}
+
+
+def pack_one(type_url: str, msg: message.Message) -> any_pb2.Any:
+    return any_pb2.Any(type_url=type_url, value=msg.SerializeToString(deterministic=True))
 
 
 class InconsistentConfig(WeftError):

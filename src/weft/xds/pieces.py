@@ -24,7 +24,7 @@ from functools import partial
 from typing import Generic, TypeVar
 
 from envoy.config.route.v3 import route_pb2
-from google.protobuf import any_pb2, message
+from google.protobuf import any_pb2
 
 from weft.api import DestinationRule
 from weft.registry.model import Endpoint, Service
@@ -34,7 +34,7 @@ from weft.snapshot.view import sidecar_for, visible_services
 from weft.xds import names, types
 from weft.xds.cds import inbound_cluster, service_clusters
 from weft.xds.eds import load_assignment
-from weft.xds.generate import Resources, check_consistent, pack_all, rds_names
+from weft.xds.generate import Resources, check_consistent, pack_all, pack_one, rds_names
 from weft.xds.lds import generate_listeners
 from weft.xds.protos import boolean
 from weft.xds.rds import block_all, route_plan, virtual_host
@@ -280,11 +280,7 @@ def _cluster_block(
 
 
 def _endpoints_of(cluster: str, snap: Snapshot, client_namespace: str) -> any_pb2.Any:
-    return _pack(types.ENDPOINT, load_assignment(cluster, snap, client_namespace))
-
-
-def _pack(type_url: str, msg: message.Message) -> any_pb2.Any:
-    return any_pb2.Any(type_url=type_url, value=msg.SerializeToString(deterministic=True))
+    return pack_one(types.ENDPOINT, load_assignment(cluster, snap, client_namespace))
 
 
 def _routes(proxy: Proxy, snap: Snapshot, pieces: Pieces) -> any_pb2.Any:

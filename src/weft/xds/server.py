@@ -9,6 +9,7 @@ import itertools
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, TypeVar, cast
 
@@ -48,6 +49,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         self._cache = GenerationCache()
         self._queues: dict[str, asyncio.Queue[object]] = {}
         self.connections: dict[str, Connection] = {}
+        self._by_version: Counter[str] = Counter()
         self.metrics = metrics or ControlPlaneMetrics()
         # Nonces must differ across restarts too, or Envoy may mistake a new response for old.
         self._nonce_prefix = os.urandom(4).hex()
@@ -195,20 +197,20 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         conn = Connection(id=f"{proxy.id}-{next(self._ids)}", proxy=proxy, protocol=protocol)
         self.connections[conn.id] = conn
         self._queues[conn.id] = queue
-        self._count_connected(proxy.version)
+        self._count_connected(proxy.version, +1)
         log.info("proxy connected (%s): %s", protocol, proxy.id)
         return conn
 
     def _close(self, conn: Connection) -> None:
         self.connections.pop(conn.id, None)
         self._queues.pop(conn.id, None)
-        self._count_connected(conn.proxy.version)
+        self._count_connected(conn.proxy.version, -1)
         log.info("proxy disconnected: %s", conn.proxy.id)
 
-    def _count_connected(self, version: str) -> None:
+    def _count_connected(self, version: str, change: int) -> None:
         """`pilot_xds{version}`: connected proxies by their agent's version, as istiod has it."""
-        count = sum(1 for c in self.connections.values() if c.proxy.version == version)
-        self.metrics.connected.labels(version or "unknown").set(count)
+        self._by_version[version] += change
+        self.metrics.connected.labels(version or "unknown").set(self._by_version[version])
 
     def _on_request(
         self, conn: Connection, request: discovery_pb2.DiscoveryRequest
@@ -269,14 +271,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         if watch.names:  # asked for by name (EDS and RDS always are): only those
             items = {n: r for n, r in items.items() if n in watch.names}
         nonce = self._nonce()
-        watch.sent_version = resources.version
-        watch.sent_nonce = nonce
-        watch.sent_at = time.time()
-        watch.resources_sent += len(items)
-        self.metrics.pushes.labels(types.short_name(type_url)).inc()
-        self.metrics.push_time.labels(types.short_name(type_url)).observe(
-            time.monotonic() - started
-        )
+        watch.mark_sent(resources.version, nonce, len(items))
+        self.metrics.sent(types.short_name(type_url), time.monotonic() - started)
         return discovery_pb2.DiscoveryResponse(
             version_info=resources.version,
             type_url=type_url,
