@@ -24,6 +24,7 @@ from typing import Any
 from bench import report, synthetic
 from bench.timing import median_ms
 from weft.snapshot.build import build_snapshot
+from weft.snapshot.policies import SecurityPolicies
 from weft.snapshot.snapshot import Snapshot
 from weft.xds import types
 from weft.xds.cache import GenerationCache
@@ -70,7 +71,8 @@ def stage_times(snap: Snapshot, runs: int) -> dict[str, float]:
     proxy = synthetic.sidecar(synthetic.service_name(1))
     clusters = generate_clusters(proxy, snap)
     eds_names = [c.eds_cluster_config.service_name for c in clusters if c.type == c.EDS]
-    listeners = generate_listeners(proxy, snap)
+    policies = SecurityPolicies.of(snap)
+    listeners = generate_listeners(proxy.shape, policies)
     built = {
         types.CLUSTER: list(clusters),
         types.ENDPOINT: list(generate_endpoints(eds_names, snap, proxy.namespace)),
@@ -87,7 +89,10 @@ def stage_times(snap: Snapshot, runs: int) -> dict[str, float]:
         "eds": round(
             median_ms(lambda: generate_endpoints(eds_names, snap, proxy.namespace), runs)[0], 2
         ),
-        "lds": round(median_ms(lambda: generate_listeners(proxy, snap), runs)[0], 2),
+        "lds": round(
+            median_ms(lambda: generate_listeners(proxy.shape, SecurityPolicies.of(snap)), runs)[0],
+            2,
+        ),
         "rds": round(median_ms(lambda: generate_routes(proxy, snap), runs)[0], 2),
         "pack_and_hash": round(median_ms(pack, runs)[0], 2),
     }

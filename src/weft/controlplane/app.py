@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
-from weft.api import IstioObject, MeshConfig, ServiceEntry
+from weft.api import MeshConfig
 from weft.config.directory import DirectoryStore
 from weft.config.store import ConfigStore
 from weft.controlplane.address import DEFAULT_ADMIN_PORT, DEFAULT_CA_PORT, DEFAULT_XDS_PORT
@@ -22,7 +21,6 @@ from weft.controlplane.citadel import Citadel
 from weft.controlplane.debounce import Debouncer
 from weft.controlplane.jwks import JwksFetcher
 from weft.registry.local import LocalRegistry
-from weft.registry.model import Service
 from weft.snapshot.build import build_snapshot
 from weft.snapshot.snapshot import Snapshot
 from weft.telemetry.metrics import ControlPlaneMetrics
@@ -44,20 +42,6 @@ class ControlPlaneOptions:
     ca_dir: Path | None = None  # a plugged-in CA in Istio's file layout
     max_cert_ttl: float | None = None
     mesh: MeshConfig = field(default_factory=MeshConfig)
-
-
-@dataclass(frozen=True)
-class _Inputs:
-    objects: Sequence[IstioObject]
-    services: Mapping[str, Service]
-    # A ServiceEntry selecting workloads takes endpoints from the registry: no fast path.
-    selects_workloads: bool
-
-
-def _selects_workloads(objects: Sequence[IstioObject]) -> bool:
-    return any(
-        isinstance(o, ServiceEntry) and o.spec.workload_selector is not None for o in objects
-    )
 
 
 def _tune_gc() -> None:
@@ -91,49 +75,34 @@ class ControlPlane:
         self.ads = AdsServer(Snapshot(), self.metrics)
         self._debouncer = Debouncer(self.rebuild)
         self.ready = asyncio.Event()
-        # What the current snapshot was built from, for the endpoint fast path.
-        self._built_from: _Inputs | None = None
-        self._config_changed = True
+        self._failed = False  # the last build failed: the next starts from scratch
 
     def rebuild(self) -> None:
         """Make a new snapshot from the current config and registry and push it.
 
-        When only the registry's endpoints changed (same services, same config), the current
-        snapshot gets the new endpoints and nothing else is rebuilt (the endpoint fast path).
-        If making it fails (a bug), proxies keep the current one and the control plane goes on.
+        Only the parts of the snapshot whose sources changed are made again: when only the
+        registry's endpoints changed, only the endpoints (the endpoint fast path; see
+        `weft.snapshot.dependencies`). If making it fails (a bug), proxies keep the current
+        one and the control plane goes on.
         """
         try:
             self._rebuild()
         except Exception:
-            self._config_changed = True  # the next attempt builds from scratch
+            self._failed = True
             log.exception("not serving a new snapshot: building it failed; proxies keep theirs")
 
     def _rebuild(self) -> None:
         self._version += 1
-        services, endpoints = self.registry.services(), self.registry.endpoints()
-        objects = self.store.objects()
-        previous = self.ads.snapshot
-        built = self._built_from
-        if (
-            built is not None
-            and not self._config_changed
-            and built.objects is objects
-            and (built.services is services or built.services == services)
-            and not built.selects_workloads
-        ):
-            snap = previous.with_endpoints(self._version, endpoints)
-        else:
-            snap = build_snapshot(
-                self._version,
-                objects,
-                services,
-                endpoints,
-                mesh=self.options.mesh,
-                jwks=self.jwks.documents(),
-                previous=previous,
-            )
-        self._built_from = _Inputs(objects, services, _selects_workloads(objects))
-        self._config_changed = False
+        snap = build_snapshot(
+            self._version,
+            self.store.objects(),
+            self.registry.services(),
+            self.registry.endpoints(),
+            mesh=self.options.mesh,
+            jwks=self.jwks.documents(),
+            previous=None if self._failed else self.ads.snapshot,
+        )
+        self._failed = False
         self.jwks.watch(jwks_uris(snap.request_authentications))
         self.citadel.forget_except({(w.namespace, w.name) for w in self.registry.workloads()})
         self.metrics.config_errors.set(len(self.store.problems()))
@@ -145,7 +114,6 @@ class ControlPlane:
 
     def changed(self) -> None:
         """Config (or anything but the registry) changed: the next snapshot is built."""
-        self._config_changed = True
         self._debouncer.trigger()
 
     def registry_changed(self) -> None:

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields, replace
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any
 
-from weft.api import (
-    AuthorizationPolicy,
-    DestinationRule,
-    Gateway,
-    IstioObject,
-    MeshConfig,
-    PeerAuthentication,
-    RequestAuthentication,
-    ServiceEntry,
-    Sidecar,
-    VirtualService,
-    WorkloadEntry,
-)
-from weft.api.workload import WorkloadEntrySpec
-from weft.registry.model import (
-    Endpoint,
-    Service,
-    ServicePort,
-    frozen_labels,
-    protocol_from_port_name,
-)
+from weft.api import IstioObject, MeshConfig
+from weft.registry.model import Endpoint, Service
+from weft.snapshot.dependencies import PARTS, parts_of
 from weft.snapshot.snapshot import Snapshot
+from weft.snapshot.sources import Sources
 
 
 def build_snapshot(
@@ -45,173 +27,37 @@ def build_snapshot(
     """Merge discovered services with ServiceEntries and index the routing and security config.
 
     The root namespace is `root_namespace` when given, else the mesh config's (istio-system).
-    With `previous`, every part equal to the previous snapshot's is that very object (each
-    host's endpoints too), and so are its indexes: generation caches keyed by the identity of
-    their inputs then hit for everything the change did not touch.
+    With `previous`, only the parts whose sources changed are made again (a registry-only
+    change remakes the endpoints alone: the endpoint fast path), every part equal to the
+    previous snapshot's is that very object (each host's endpoints too), and so are the
+    indexes built from unchanged parts: generation caches keyed by the identity of their
+    inputs then hit for everything the change did not touch.
     """
     mesh = mesh if mesh is not None else MeshConfig()
-    if root_namespace is None:
-        root_namespace = mesh.root_namespace
-    elif root_namespace != mesh.root_namespace:
+    if root_namespace is not None and root_namespace != mesh.root_namespace:
         mesh = mesh.model_copy(update={"root_namespace": root_namespace})
-    all_services = dict(services)
-    all_endpoints = dict(endpoints)
-    entries = [o for o in objects if isinstance(o, WorkloadEntry)]
-    for se in (o for o in objects if isinstance(o, ServiceEntry)):
-        for service, eps in _service_entry_services(se, entries, endpoints):
-            # Discovered services win over a ServiceEntry of the same name, as in Istio.
-            if service.hostname not in all_services:
-                all_services[service.hostname] = service
-                all_endpoints[service.hostname] = eps
-    snap = Snapshot(
-        version=version,
-        services=MappingProxyType(dict(sorted(all_services.items()))),
-        endpoints=MappingProxyType(all_endpoints),
-        virtual_services=_sorted(o for o in objects if isinstance(o, VirtualService)),
-        destination_rules=_sorted(o for o in objects if isinstance(o, DestinationRule)),
-        sidecars=_sorted(o for o in objects if isinstance(o, Sidecar)),
-        gateways=_sorted(o for o in objects if isinstance(o, Gateway)),
-        root_namespace=root_namespace,
-        peer_authentications=_sorted(o for o in objects if isinstance(o, PeerAuthentication)),
-        authorization_policies=_sorted(o for o in objects if isinstance(o, AuthorizationPolicy)),
-        request_authentications=_sorted(o for o in objects if isinstance(o, RequestAuthentication)),
-        mesh=mesh,
-        jwks=MappingProxyType(dict(jwks or {})),
-    )
-    return snap if previous is None else _reuse(previous, snap)
-
-
-def _reuse(previous: Snapshot, snap: Snapshot) -> Snapshot:
-    """`snap` with each part that equals `previous`'s replaced by `previous`'s object."""
-    same: dict[str, object] = {}
-    for f in fields(Snapshot):
-        if f.name in ("version", "endpoints"):
+    before = previous.sources if previous is not None else None
+    sources = Sources.of(objects, services, endpoints, mesh, dict(jwks or {}), before)
+    remake = None if before is None else parts_of(sources.changed_since(before))
+    parts: dict[str, Any] = {}
+    for part in PARTS:
+        if previous is not None and remake is not None and part.name not in remake:
+            parts[part.name] = getattr(previous, part.name)
             continue
-        old, new = getattr(previous, f.name), getattr(snap, f.name)
-        if old is not new and old == new:
-            same[f.name] = old
-    endpoints = {
-        host: old if (old := previous.endpoints.get(host)) is not None and old == eps else eps
-        for host, eps in snap.endpoints.items()
+        made = part.derive(*(sources.get(s) for s in part.sources))
+        parts[part.name] = made if previous is None else _same_if_equal(previous, part.name, made)
+    return Snapshot(version=version, sources=sources, carry=previous, **parts)
+
+
+def _same_if_equal(previous: Snapshot, name: str, made: Any) -> Any:
+    """`made`, or the previous snapshot's object when equal; endpoints host by host."""
+    old = getattr(previous, name)
+    if name != "endpoints":
+        return old if old is not made and old == made else made
+    merged = {
+        host: prior if (prior := old.get(host)) is not None and prior == eps else eps
+        for host, eps in made.items()
     }
-    if endpoints.keys() == previous.endpoints.keys() and all(
-        eps is previous.endpoints[host] for host, eps in endpoints.items()
-    ):
-        same["endpoints"] = previous.endpoints
-    else:
-        same["endpoints"] = MappingProxyType(endpoints)
-    snap = replace(snap, **same)  # type: ignore[arg-type]
-    previous.carry_indexes(snap)
-    return snap
-
-
-_T = TypeVar(
-    "_T",
-    VirtualService,
-    DestinationRule,
-    Sidecar,
-    Gateway,
-    PeerAuthentication,
-    AuthorizationPolicy,
-    RequestAuthentication,
-)
-
-
-def _sorted(objects: Iterable[_T]) -> tuple[_T, ...]:
-    return tuple(sorted(objects, key=lambda o: (o.metadata.namespace, o.metadata.name)))
-
-
-def _service_entry_services(
-    se: ServiceEntry,
-    entries: Sequence[WorkloadEntry],
-    discovered: Mapping[str, tuple[Endpoint, ...]],
-) -> Iterable[tuple[Service, tuple[Endpoint, ...]]]:
-    spec = se.spec
-    namespace = se.metadata.namespace
-    ports = tuple(
-        sorted(
-            ServicePort(
-                p.number,
-                p.name or f"{(p.protocol or 'tcp').lower()}-{p.number}",
-                p.protocol or protocol_from_port_name(p.name or ""),
-            )
-            for p in spec.ports or []
-        )
-    )
-    resolution = "DNS" if spec.resolution in ("DNS", "DNS_ROUND_ROBIN") else "STATIC"
-    if spec.resolution == "NONE":
-        resolution = "NONE"
-    for host in spec.hosts:
-        service = Service(
-            hostname=host,
-            namespace=namespace,
-            ports=ports,
-            name=host.split(".", 1)[0],
-            mesh_external=spec.location != "MESH_INTERNAL",
-            resolution=resolution,  # type: ignore[arg-type]
-            source=f"ServiceEntry {namespace}/{se.metadata.name}",
-        )
-        eps: list[Endpoint] = []
-        for we in spec.endpoints or []:
-            eps.append(_endpoint(host, namespace, we.address or host, we, ports))
-        if spec.workload_selector is not None:
-            selector = spec.workload_selector.labels or {}
-            for entry in entries:
-                if entry.metadata.namespace == namespace and all(
-                    entry.spec.labels.get(k) == v for k, v in selector.items()
-                ):
-                    eps.append(
-                        _endpoint(host, namespace, entry.spec.address or "", entry.spec, ports)
-                    )
-            # Registered workloads in the same namespace are WorkloadEntries too.
-            for existing in discovered.values():
-                for ep in existing:
-                    if ep.namespace == namespace and ep.matches(selector):
-                        eps.append(_retarget(ep, host, ports))
-        if not eps and resolution == "DNS":
-            eps.append(
-                Endpoint(
-                    service=host,
-                    address=host,
-                    ports={p.port: p.port for p in ports},
-                    namespace=namespace,
-                )
-            )
-        yield service, tuple(eps)
-
-
-def _endpoint(
-    host: str,
-    namespace: str,
-    address: str,
-    spec: WorkloadEntrySpec,
-    ports: tuple[ServicePort, ...],
-) -> Endpoint:
-    by_name = spec.ports or {}
-    return Endpoint(
-        service=host,
-        address=address,
-        ports={p.port: by_name.get(p.name, p.port) for p in ports},
-        labels=frozen_labels(spec.labels),
-        service_account=spec.service_account or "default",
-        namespace=namespace,
-        weight=spec.weight or 1,
-        locality=spec.locality or "",
-    )
-
-
-def _retarget(ep: Endpoint, host: str, ports: tuple[ServicePort, ...]) -> Endpoint:
-    """A registered workload selected by a ServiceEntry: map ports by number when it has them."""
-    mapping = {p.port: ep.ports.get(p.port, p.port) for p in ports}
-    return Endpoint(
-        service=host,
-        address=ep.address,
-        ports=mapping,
-        labels=ep.labels,
-        service_account=ep.service_account,
-        namespace=ep.namespace,
-        workload=ep.workload,
-        healthy=ep.healthy,
-        weight=ep.weight,
-        locality=ep.locality,
-    )
+    if merged.keys() == old.keys() and all(eps is old[host] for host, eps in merged.items()):
+        return old
+    return MappingProxyType(merged)

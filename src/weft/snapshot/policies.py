@@ -8,9 +8,10 @@ snapshot already holds each kind sorted that way.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from weft.api import AuthorizationPolicy, PeerAuthentication, RequestAuthentication
+from weft.api import AuthorizationPolicy, MeshConfig, PeerAuthentication, RequestAuthentication
 from weft.api.peerauthentication import MtlsMode
 from weft.api.policytarget import WorkloadPolicySpec
 from weft.snapshot.snapshot import Snapshot
@@ -34,7 +35,44 @@ def _mode_of(policy: PeerAuthentication | None) -> MtlsMode:
     return policy.spec.mtls.mode
 
 
+@dataclass(frozen=True)
+class SecurityPolicies:
+    """Every security policy of the mesh and what their translation needs besides: the mesh
+    config (trust domain, root namespace, extension providers) and fetched JWKS documents."""
+
+    peer_authentications: tuple[PeerAuthentication, ...]
+    authorization_policies: tuple[AuthorizationPolicy, ...]
+    request_authentications: tuple[RequestAuthentication, ...]
+    jwks: Mapping[str, str]
+    mesh: MeshConfig
+
+    @classmethod
+    def of(cls, snap: Snapshot) -> SecurityPolicies:
+        return cls(
+            snap.peer_authentications,
+            snap.authorization_policies,
+            snap.request_authentications,
+            snap.jwks,
+            snap.mesh,
+        )
+
+    @property
+    def root_namespace(self) -> str:
+        return self.mesh.root_namespace
+
+
 def peer_mode(snap: Snapshot, namespace: str, labels: Mapping[str, str], port: int) -> PeerMode:
+    """`peer_mode_in` with the snapshot's PeerAuthentications."""
+    return peer_mode_in(snap.peer_authentications, snap.root_namespace, namespace, labels, port)
+
+
+def peer_mode_in(
+    policies: Sequence[PeerAuthentication],
+    root: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    port: int,
+) -> PeerMode:
     """The mTLS mode a workload's inbound `port` (the workload's own port) accepts.
 
     Most specific wins: the port-level setting of the workload's selector policy, that
@@ -42,13 +80,8 @@ def peer_mode(snap: Snapshot, namespace: str, labels: Mapping[str, str], port: i
     PERMISSIVE. UNSET at any level defers to the next one out. As in Istio, a root-namespace
     policy with a selector is no level at all: it is ignored.
     """
-    root = snap.root_namespace
-    mesh = [
-        p
-        for p in snap.peer_authentications
-        if p.metadata.namespace == root and p.spec.match_labels is None
-    ]
-    in_namespace = [p for p in snap.peer_authentications if p.metadata.namespace == namespace]
+    mesh = [p for p in policies if p.metadata.namespace == root and p.spec.match_labels is None]
+    in_namespace = [p for p in policies if p.metadata.namespace == namespace]
     namespace_wide = [p for p in in_namespace if p.spec.match_labels is None]
     workload = [p for p in in_namespace if namespace != root and _selects(p.spec, labels)]
 
@@ -88,14 +121,14 @@ def _applicable(
 
 
 def authorization_policies_for(
-    snap: Snapshot, namespace: str, labels: Mapping[str, str]
+    policies: Snapshot | SecurityPolicies, namespace: str, labels: Mapping[str, str]
 ) -> list[AuthorizationPolicy]:
     """Every AuthorizationPolicy that applies to the workload, of every action."""
-    return _applicable(snap.authorization_policies, snap.root_namespace, namespace, labels)
+    return _applicable(policies.authorization_policies, policies.root_namespace, namespace, labels)
 
 
 def request_authentications_for(
-    snap: Snapshot, namespace: str, labels: Mapping[str, str]
+    policies: Snapshot | SecurityPolicies, namespace: str, labels: Mapping[str, str]
 ) -> list[RequestAuthentication]:
     """Every RequestAuthentication that applies to the workload; their JWT rules all apply."""
-    return _applicable(snap.request_authentications, snap.root_namespace, namespace, labels)
+    return _applicable(policies.request_authentications, policies.root_namespace, namespace, labels)

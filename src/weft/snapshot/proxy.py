@@ -44,6 +44,26 @@ class InboundPort:
 
 
 @dataclass(frozen=True)
+class ProxyShape:
+    """What generated config may depend on of one proxy: a cache key part, hashable, and
+    what the per-proxy generators (listeners, inbound clusters) are given."""
+
+    namespace: str
+    service: str
+    label_items: tuple[tuple[str, str], ...]
+    service_account: str
+    ip: str
+    proxy_port: int | None
+    inbound: tuple[InboundPort, ...]
+    kind: Literal["sidecar", "router"]
+    sds: bool
+
+    @cached_property
+    def labels(self) -> Mapping[str, str]:
+        return frozen_labels(dict(self.label_items))
+
+
+@dataclass(frozen=True)
 class Proxy:
     """One sidecar's identity and shape. Generators take it as an explicit input."""
 
@@ -58,25 +78,25 @@ class Proxy:
     inbound: tuple[InboundPort, ...] = ()
     kind: Literal["sidecar", "router"] = "sidecar"
     sds: bool = False
-    admin_port: int | None = None  # not a generator input: left out of config_key
+    admin_port: int | None = None  # not a generator input: not in its shape
     version: str = ""  # the agent's, for metrics and status: not a generator input either
 
-    def config_key(self) -> tuple[object, ...]:
+    def config_key(self) -> ProxyShape:
         """Everything about this proxy that generated config may depend on (for caching)."""
-        return self._config_key
+        return self.shape
 
     @cached_property
-    def _config_key(self) -> tuple[object, ...]:
-        return (
-            self.namespace,
-            self.service,
-            tuple(self.labels.items()),
-            self.service_account,
-            self.ip,
-            self.proxy_port,
-            self.inbound,
-            self.kind,
-            self.sds,
+    def shape(self) -> ProxyShape:
+        return ProxyShape(
+            namespace=self.namespace,
+            service=self.service,
+            label_items=tuple(self.labels.items()),
+            service_account=self.service_account,
+            ip=self.ip,
+            proxy_port=self.proxy_port,
+            inbound=self.inbound,
+            kind=self.kind,
+            sds=self.sds,
         )
 
 

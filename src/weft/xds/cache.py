@@ -12,16 +12,16 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from weft.snapshot.proxy import Proxy
+from weft.snapshot.proxy import Proxy, ProxyShape
 from weft.snapshot.scope import ChangeScope
 from weft.snapshot.snapshot import Snapshot
 from weft.xds.generate import Resources
-from weft.xds.pieces import Pieces, SharedView, build_shared, generate_with, view_key
+from weft.xds.pieces import Pieces, SharedView, ViewKey, build_shared, generate_with, view_key
 
 
 @dataclass(frozen=True)
 class _Entry:
-    view: tuple[object, ...]
+    view: ViewKey
     config: dict[str, Resources]
 
 
@@ -36,11 +36,11 @@ class GenerationCache:
 
     def __init__(self, max_entries: int = 16384) -> None:
         self._max = max_entries
-        self._views: dict[tuple[object, ...], SharedView] = {}
-        self._entries: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
+        self._views: dict[ViewKey, SharedView] = {}
+        self._entries: OrderedDict[ProxyShape, _Entry] = OrderedDict()
         self._version: int | None = None
         # The previous snapshot's views, and what changed since, when the change was narrow.
-        self._prior: dict[tuple[object, ...], SharedView] = {}
+        self._prior: dict[ViewKey, SharedView] = {}
         self._changed: frozenset[str] = frozenset()
         self._changed_hosts: frozenset[str] = frozenset()
         self.pieces = Pieces()
@@ -62,7 +62,7 @@ class GenerationCache:
         self._prior = self._views if narrow else {}
         self._changed = scope.parts if scope is not None and narrow else frozenset()
         self._changed_hosts = (scope.hosts or frozenset()) if scope is not None else frozenset()
-        kept: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
+        kept: OrderedDict[ProxyShape, _Entry] = OrderedDict()
         for proxy in keep:
             key = proxy.config_key()
             entry = self._entries.get(key)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
+from weft.api import DestinationRule, PeerAuthentication
 from weft.registry.model import TLS_MODE_LABEL, Endpoint
-from weft.snapshot.policies import peer_mode
+from weft.snapshot.policies import peer_mode_in
 from weft.snapshot.snapshot import Snapshot
 from weft.xds import names
 from weft.xds.policy import subset_labels
@@ -20,31 +21,52 @@ def generate_endpoints(
     cluster_names: Iterable[str], snap: Snapshot, client_namespace: str
 ) -> list[endpoint_pb2.ClusterLoadAssignment]:
     """Assignments for the given EDS cluster names (the proxy's own EDS clusters)."""
-    return [load_assignment(name, snap, client_namespace) for name in cluster_names]
+    out = []
+    for name in cluster_names:
+        parsed = names.parse_outbound_cluster(name)
+        host = parsed[2] if parsed is not None else ""
+        out.append(
+            load_assignment(
+                name,
+                snap.destination_rule_for(host, client_namespace),
+                snap.endpoints_of(host),
+                snap.peer_authentications,
+                snap.root_namespace,
+            )
+        )
+    return out
 
 
 def load_assignment(
-    cluster: str, snap: Snapshot, client_namespace: str
+    cluster: str,
+    rule: DestinationRule | None,
+    endpoints: Sequence[Endpoint],
+    peer_authentications: Sequence[PeerAuthentication],
+    root_namespace: str,
 ) -> endpoint_pb2.ClusterLoadAssignment:
+    """One EDS cluster's endpoints: the service's `endpoints` that the subset (of `rule`, the
+    DestinationRule that applies to the client) selects, healthy ones only, with auto mTLS
+    where the endpoint's PeerAuthentication allows it."""
     assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster)
     parsed = names.parse_outbound_cluster(cluster)
     if parsed is None:
         return assignment
-    port, subset, host = parsed
+    port, subset, _ = parsed
     selector: dict[str, str] | None = {}
     if subset:
-        selector = subset_labels(snap.destination_rule_for(host, client_namespace), subset)
+        selector = subset_labels(rule, subset)
     if selector is None:
         return assignment  # a subset no rule defines has no endpoints
     by_locality: dict[str, list[endpoint_components_pb2.LbEndpoint]] = {}
     weights: dict[str, int] = {}
-    for ep in snap.endpoints_of(host):
+    for ep in endpoints:
         target = ep.target_port(port)
         if target is None or not ep.healthy or not ep.matches(selector):
             continue
         # Auto mTLS reaches sidecars, except where their PeerAuthentication disables it.
         mtls = ep.labels.get(TLS_MODE_LABEL) == TLS_MODE_ISTIO and (
-            peer_mode(snap, ep.namespace, ep.labels, port) != "DISABLE"
+            peer_mode_in(peer_authentications, root_namespace, ep.namespace, ep.labels, port)
+            != "DISABLE"
         )
         by_locality.setdefault(ep.locality, []).append(_lb_endpoint(ep, target, mtls))
         weights[ep.locality] = weights.get(ep.locality, 0) + max(ep.weight, 1)

@@ -19,6 +19,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import any_pb2, message
 
 from weft.errors import WeftError
+from weft.snapshot.policies import SecurityPolicies
 from weft.snapshot.proxy import Proxy
 from weft.snapshot.snapshot import Snapshot
 from weft.xds import types
@@ -86,7 +87,7 @@ def generate_all(proxy: Proxy, snap: Snapshot) -> dict[str, Resources]:
     snapshot whose references would leave Envoy warming forever."""
     clusters = generate_clusters(proxy, snap)
     eds_names = [c.eds_cluster_config.service_name or c.name for c in clusters if c.type == c.EDS]
-    listeners = generate_listeners(proxy, snap)
+    listeners = generate_listeners(proxy.shape, SecurityPolicies.of(snap))
     route_names = sorted(rds_names(listeners))
     built: dict[str, list[message.Message]] = {
         types.CLUSTER: list(clusters),

@@ -17,12 +17,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from weft.snapshot.policies import (
+    SecurityPolicies,
     authorization_policies_for,
-    peer_mode,
+    peer_mode_in,
     request_authentications_for,
 )
-from weft.snapshot.proxy import InboundPort, Proxy
-from weft.snapshot.snapshot import Snapshot
+from weft.snapshot.proxy import InboundPort, ProxyShape
 from weft.xds import names
 from weft.xds.authn import jwt_authn_filter
 from weft.xds.authz import http_rbac_filters, network_rbac_filters
@@ -47,15 +47,23 @@ class InboundPolicy:
     network_filters: tuple[listener_components_pb2.Filter, ...] = ()
 
 
-def inbound_policy(proxy: Proxy, port: InboundPort, snap: Snapshot) -> InboundPolicy:
+def inbound_policy(
+    proxy: ProxyShape, port: InboundPort, policies: SecurityPolicies
+) -> InboundPolicy:
     """PeerAuthentication, RequestAuthentication and AuthorizationPolicy for a port.
 
     Policies name ports by the service port (9080 for Bookinfo), the number clients use; the
     sidecar and the app listen on ports of their own in local mode.
     """
-    trust_domain = snap.mesh.trust_domain
-    mode = peer_mode(snap, proxy.namespace, proxy.labels, port.service_port)
-    authz = authorization_policies_for(snap, proxy.namespace, proxy.labels)
+    trust_domain = policies.mesh.trust_domain
+    mode = peer_mode_in(
+        policies.peer_authentications,
+        policies.root_namespace,
+        proxy.namespace,
+        proxy.labels,
+        port.service_port,
+    )
+    authz = authorization_policies_for(policies, proxy.namespace, proxy.labels)
     if port.protocol not in HTTP_PROTOCOLS:
         return InboundPolicy(
             mode,
@@ -63,17 +71,20 @@ def inbound_policy(proxy: Proxy, port: InboundPort, snap: Snapshot) -> InboundPo
         )
     filters: list[hcm.HttpFilter] = []
     jwt = jwt_authn_filter(
-        request_authentications_for(snap, proxy.namespace, proxy.labels), snap.jwks
+        request_authentications_for(policies, proxy.namespace, proxy.labels), policies.jwks
     )
     if jwt is not None:
         filters.append(jwt)
-    filters += http_rbac_filters(authz, trust_domain, port.service_port, mesh=snap.mesh)
+    filters += http_rbac_filters(authz, trust_domain, port.service_port, mesh=policies.mesh)
     return InboundPolicy(mode, http_filters=tuple(filters))
 
 
-def generate_listeners(proxy: Proxy, snap: Snapshot) -> list[listener_pb2.Listener]:
+def generate_listeners(
+    proxy: ProxyShape, policies: SecurityPolicies
+) -> list[listener_pb2.Listener]:
     listeners = [
-        inbound_listener(proxy, port, inbound_policy(proxy, port, snap)) for port in proxy.inbound
+        inbound_listener(proxy, port, inbound_policy(proxy, port, policies))
+        for port in proxy.inbound
     ]
     if proxy.proxy_port:
         listeners.append(http_proxy_listener(proxy))
@@ -90,7 +101,7 @@ def _router() -> hcm.HttpFilter:
     return hcm.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router()))
 
 
-def http_proxy_listener(proxy: Proxy) -> listener_pb2.Listener:
+def http_proxy_listener(proxy: ProxyShape) -> listener_pb2.Listener:
     """The app's HTTP_PROXY: routes by Host/authority exactly like Istio's outbound vhosts."""
     assert proxy.proxy_port is not None
     manager = hcm.HttpConnectionManager(
@@ -122,7 +133,7 @@ def http_proxy_listener(proxy: Proxy) -> listener_pb2.Listener:
 
 
 def inbound_listener(
-    proxy: Proxy, port: InboundPort, policy: InboundPolicy | None = None
+    proxy: ProxyShape, port: InboundPort, policy: InboundPolicy | None = None
 ) -> listener_pb2.Listener:
     """Traffic from the mesh for one workload port, handed to the app on 127.0.0.1.
 

@@ -6,10 +6,11 @@ labels, when a VirtualService matches on them). That part is built once per view
 serialized, by every proxy with the same view; the parts that depend on the proxy's own ports
 (inbound clusters, listeners) are built per proxy.
 
-Below the views, each service's clusters, each cluster's endpoints and each virtual host are
-cached on their own, keyed by exactly the inputs their generator reads, by identity: the
-snapshot is immutable and a new snapshot keeps every unchanged part as the same object
-(`build_snapshot(previous=...)`, `Snapshot.with_endpoints`). A change therefore regenerates
+Below the views, what each proxy sees, each service's clusters, each cluster's endpoints, each
+virtual host and each proxy's listeners are cached on their own, keyed by exactly the inputs
+their builder reads: the key (`weft.xds.keys`) is the builder's only parameter. Snapshot parts
+are held by identity: the snapshot is immutable and a new snapshot keeps every unchanged part
+as the same object (`build_snapshot(previous=...)`). A change therefore regenerates
 only what it touched (one virtual host for a VirtualService edit, one cluster's endpoints for
 a new instance) and every view is reassembled from serialized pieces. No proxy is ever served
 another's config: a key that left out an input would serve stale config, and the tests compare
@@ -20,75 +21,63 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Generic, TypeVar
 
 from envoy.config.route.v3 import route_pb2
 from google.protobuf import any_pb2
 
-from weft.api import DestinationRule
-from weft.registry.model import Endpoint, Service
-from weft.snapshot.proxy import Proxy
+from weft.api import Sidecar
+from weft.registry.model import Service
+from weft.snapshot.dependencies import Piece, reads
+from weft.snapshot.policies import SecurityPolicies
+from weft.snapshot.proxy import Proxy, ProxyShape
 from weft.snapshot.snapshot import Snapshot
-from weft.snapshot.view import sidecar_for, visible_services
+from weft.snapshot.view import scoped_services, sidecar_for
 from weft.xds import names, types
 from weft.xds.cds import inbound_cluster, service_clusters
 from weft.xds.eds import load_assignment
 from weft.xds.generate import Resources, check_consistent, pack_all, pack_one, rds_names
+from weft.xds.keys import (
+    ClustersKey,
+    EndpointsKey,
+    ListenersKey,
+    Same,
+    VirtualHostKey,
+    VisibleKey,
+)
 from weft.xds.lds import generate_listeners
 from weft.xds.protos import boolean
 from weft.xds.rds import block_all, route_plan, virtual_host
+from weft.xds.routes import RouteTarget
 
-
-class Ref:
-    """An identity key: equal only to a Ref of the same object, which it keeps alive (so its
-    id cannot be reused while the key exists). For immutable inputs, identity is equality."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: object) -> None:
-        self.obj = obj
-
-    def __hash__(self) -> int:
-        return id(self.obj)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Ref) and other.obj is self.obj
-
-
+_K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-class Memo(Generic[_V]):
-    """Results by their inputs, kept while they are used: what the generations for one
-    snapshot did not use is dropped when the next but one begins (`age()` once per snapshot).
-
-    A result is keyed by plain values (`key`) and by the identity of objects (`inputs`); the
-    entry holds those objects, so their ids cannot be reused while it exists.
-    """
+class Memo(Generic[_K, _V]):
+    """Results by their keys, kept while they are used: what the generations for one snapshot
+    did not use is dropped when the next but one begins (`age()` once per snapshot)."""
 
     def __init__(self) -> None:
-        self._now: dict[tuple[object, ...], tuple[tuple[object, ...], _V]] = {}
-        self._before: dict[tuple[object, ...], tuple[tuple[object, ...], _V]] = {}
+        self._now: dict[_K, _V] = {}
+        self._before: dict[_K, _V] = {}
         self.hits = 0
         self.misses = 0
 
-    def get(
-        self, key: tuple[object, ...], inputs: tuple[object, ...], build: Callable[[], _V]
-    ) -> _V:
-        full = (*key, *map(id, inputs))
-        found = self._now.get(full)
+    def get(self, key: _K, build: Callable[[_K], _V]) -> _V:
+        """The result for `key`, built by `build(key)` when there is none."""
+        found = self._now.get(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        found = self._before.pop(key, None)
         if found is None:
-            found = self._before.pop(full, None)
-            if found is None:
-                self.misses += 1
-                found = (inputs, build())
-            else:
-                self.hits += 1
-            self._now[full] = found
+            self.misses += 1
+            found = build(key)
         else:
             self.hits += 1
-        return found[1]
+        self._now[key] = found
+        return found
 
     def age(self) -> None:
         self._before = self._now
@@ -102,6 +91,121 @@ class Memo(Generic[_V]):
 class _ClusterBlock:
     packed: Mapping[str, any_pb2.Any]
     eds_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Own:
+    """What is one proxy's own: its inbound clusters, listeners and the routes they name."""
+
+    inbound: Mapping[str, any_pb2.Any]
+    listeners: Resources
+    route_names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _AllClustersKey:
+    outbound: Same[Mapping[str, any_pb2.Any]]
+    inbound: Same[Mapping[str, any_pb2.Any]]
+
+
+# --- builders: each reads its key and nothing else ------------------------------------------
+
+
+def build_visible(key: VisibleKey) -> tuple[Service, ...]:
+    return scoped_services(key.sidecar.value, key.namespace, key.services.value, key.index.value)
+
+
+def build_clusters(key: ClustersKey) -> _ClusterBlock:
+    built = service_clusters(
+        key.service.value, key.rule.value, key.endpoints.value, key.trust_domain, key.has_certs
+    )
+    return _ClusterBlock(
+        pack_all(types.CLUSTER, [(c.name, c) for c in built]),
+        tuple(c.eds_cluster_config.service_name or c.name for c in built if c.type == c.EDS),
+    )
+
+
+def build_endpoints(key: EndpointsKey) -> any_pb2.Any:
+    assignment = load_assignment(
+        key.cluster,
+        key.rule.value,
+        key.endpoints.value,
+        key.peer_authentications.value,
+        key.root_namespace,
+    )
+    return pack_one(types.ENDPOINT, assignment)
+
+
+def build_virtual_host(key: VirtualHostKey) -> bytes:
+    target = RouteTarget(
+        key.service.value,
+        key.port,
+        key.client_namespace,
+        dict(key.client_labels),
+        key.services.value,
+        key.rules.value,
+    )
+    vhost = virtual_host(target, key.domains, key.virtual_service.value)
+    serialized: bytes = vhost.SerializeToString(deterministic=True)
+    return serialized
+
+
+def build_listeners(key: ListenersKey) -> _Own:
+    policies = SecurityPolicies(
+        key.peer_authentications.value,
+        key.authorization_policies.value,
+        key.request_authentications.value,
+        key.jwks.value,
+        key.mesh.value,
+    )
+    listeners = generate_listeners(key.proxy, policies)
+    inbound = [inbound_cluster(p) for p in key.proxy.inbound]
+    return _Own(
+        inbound=pack_all(types.CLUSTER, [(c.name, c) for c in inbound]),
+        listeners=Resources.of(types.LISTENER, [(x.name, x) for x in listeners]),
+        route_names=tuple(sorted(rds_names(listeners))),
+    )
+
+
+def _build_all_clusters(key: _AllClustersKey) -> Resources:
+    return Resources.of_packed(types.CLUSTER, {**key.outbound.value, **key.inbound.value})
+
+
+class Pieces:
+    """The caches under the views, one per piece, by key."""
+
+    def __init__(self) -> None:
+        self.visible: Memo[VisibleKey, tuple[Service, ...]] = Memo()
+        self.clusters: Memo[ClustersKey, _ClusterBlock] = Memo()
+        self.endpoints: Memo[EndpointsKey, any_pb2.Any] = Memo()
+        self.vhosts: Memo[VirtualHostKey, bytes] = Memo()
+        self.own: Memo[ListenersKey, _Own] = Memo()
+        self.cds: Memo[_AllClustersKey, Resources] = Memo()  # a proxy's CDS: shared and own
+
+    def age(self) -> None:
+        for memo in (self.visible, self.clusters, self.endpoints, self.vhosts, self.own, self.cds):
+            memo.age()
+
+
+# --- views: what proxies of one view share -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ViewKey:
+    """Every proxy property the shared part reads: the namespace (DestinationRule lookup,
+    short names), the Sidecar that scopes it, its labels only when some VirtualService matches
+    on sourceLabels, whether it has a certificate (mTLS), and its kind."""
+
+    namespace: str
+    sidecar: Same[Sidecar | None]
+    labels: tuple[tuple[str, str], ...]
+    sds: bool
+    kind: str
+
+
+def view_key(proxy: Proxy, snap: Snapshot) -> ViewKey:
+    labels = tuple(proxy.labels.items()) if snap.uses_source_labels else ()
+    return ViewKey(proxy.namespace, Same(sidecar_for(proxy, snap)), labels, proxy.sds, proxy.kind)
 
 
 @dataclass(frozen=True)
@@ -125,45 +229,10 @@ class _ServicePart:
     endpoints: tuple[tuple[str, any_pb2.Any], ...]
 
 
-def view_key(proxy: Proxy, snap: Snapshot) -> tuple[object, ...]:
-    """Every proxy property the shared part reads: the namespace (DestinationRule lookup,
-    short names), the Sidecar that scopes it, its labels only when some VirtualService matches
-    on sourceLabels, whether it has a certificate (mTLS), and its kind."""
-    labels = tuple(proxy.labels.items()) if snap.uses_source_labels else ()
-    return (proxy.namespace, Ref(sidecar_for(proxy, snap)), labels, proxy.sds, proxy.kind)
-
-
-@dataclass(frozen=True)
-class _Own:
-    """What is one proxy's own: its inbound clusters, listeners and the routes they name."""
-
-    inbound: Mapping[str, any_pb2.Any]
-    listeners: Resources
-    route_names: tuple[str, ...]
-
-
-class Pieces:
-    """The per-service, per-cluster and per-virtual-host caches under the views."""
-
-    def __init__(self) -> None:
-        self.clusters: Memo[_ClusterBlock] = Memo()
-        self.endpoints: Memo[any_pb2.Any] = Memo()
-        self.vhosts: Memo[bytes] = Memo()
-        self.own: Memo[_Own] = Memo()
-        self.cds: Memo[Resources] = Memo()  # a proxy's whole CDS: shared plus its own
-
-    def age(self) -> None:
-        for memo in (self.clusters, self.endpoints, self.vhosts, self.own, self.cds):
-            memo.age()
-
-
-# Which parts of a view each host-scoped snapshot part feeds: after a change to only these,
-# a view keeps the rest of what it had (push scope says which snapshot parts changed).
-VIEW_INPUTS = {
-    "clusters": frozenset({"endpoints"}),  # SANs and DNS targets come from endpoints
-    "endpoints": frozenset({"endpoints"}),
-    "routes": frozenset({"virtual_services"}),
-}
+# After a change to only these parts, a view keeps the rest of what it had: its clusters and
+# endpoints, its routes (by the table of what each piece reads).
+CLUSTER_INPUTS = reads(Piece.VISIBLE, Piece.CLUSTERS, Piece.ENDPOINTS)
+ROUTE_INPUTS = reads(Piece.VISIBLE, Piece.ROUTES)
 
 
 def build_shared(
@@ -175,27 +244,40 @@ def build_shared(
     changed_hosts: Collection[str] = (),
 ) -> SharedView:
     """The view's shared part. With `prior`, the same view's part for the previous snapshot,
-    `changed`, the snapshot parts that changed since (only host-scoped ones), and
-    `changed_hosts`, the hosts they changed: the parts of the view those do not feed are
-    taken over from `prior`, and so is each unchanged host's share of the rest."""
+    `changed`, the snapshot parts that changed since (a narrow change: only parts scoped by
+    host), and `changed_hosts`, the hosts they changed: the parts of the view those do not
+    feed are taken over from `prior`, and so is each unchanged host's share of the rest."""
     pieces = pieces or Pieces()
-    if prior is not None and not changed & VIEW_INPUTS["clusters"]:
+    if prior is not None and changed & reads(Piece.VISIBLE):
+        prior = None  # what the view sees changed: nothing of it is kept
+    visible = _visible(proxy, snap, pieces)
+    if prior is not None and not changed & CLUSTER_INPUTS:
         parts = prior.services
         clusters, eds_names, endpoints = prior.clusters, prior.eds_names, prior.endpoints
     else:
         reuse = {} if prior is None else {p.hostname: p for p in prior.services}
-        parts = _outbound(proxy, snap, pieces, reuse, changed_hosts)
+        parts = _outbound(proxy, snap, visible, pieces, reuse, changed_hosts)
         clusters, eds_names, endpoints = _join(parts, prior)
-    if prior is not None and not changed & VIEW_INPUTS["routes"]:
+    if prior is not None and not changed & ROUTE_INPUTS:
         routes = prior.routes
     else:
         routes = Resources.of_packed(
-            types.ROUTE, {names.HTTP_PROXY_ROUTE: _routes(proxy, snap, pieces)}
+            types.ROUTE, {names.HTTP_PROXY_ROUTE: _routes(proxy, snap, visible, pieces)}
         )
-    hosts = prior.hosts if prior is not None else frozenset(p.hostname for p in parts)
+    hosts = prior.hosts if prior is not None else frozenset(s.hostname for s in visible)
     shared = SharedView(clusters, eds_names, endpoints, routes, hosts, parts)
     check_consistent({types.ENDPOINT: endpoints, types.ROUTE: routes}, list(eds_names), [])
     return shared
+
+
+def _visible(proxy: Proxy, snap: Snapshot, pieces: Pieces) -> tuple[Service, ...]:
+    key = VisibleKey(
+        Same(sidecar_for(proxy, snap)),
+        proxy.namespace,
+        Same(snap.services),
+        Same(snap.service_index),
+    )
+    return pieces.visible.get(key, build_visible)
 
 
 def _join(
@@ -224,6 +306,7 @@ def _join(
 def _outbound(
     proxy: Proxy,
     snap: Snapshot,
+    visible: tuple[Service, ...],
     pieces: Pieces,
     reuse: Mapping[str, _ServicePart],
     changed_hosts: Collection[str],
@@ -231,32 +314,28 @@ def _outbound(
     """Clusters and endpoints of each service the proxy sees. `reuse`: parts of the same view
     for the previous snapshot, valid for every host not in `changed_hosts`."""
     trust_domain = snap.mesh.trust_domain
+    peer_authentications = Same(snap.peer_authentications)
+    root_namespace = snap.root_namespace
     parts: list[_ServicePart] = []
-    for service in visible_services(proxy, snap):
+    for service in visible:
         host = service.hostname
         prior = reuse.get(host)
         if prior is not None and host not in changed_hosts:
             parts.append(prior)
             continue
-        dr = snap.destination_rule_for(host, proxy.namespace)
-        eps = snap.endpoints_of(host)
-        # The key is service_clusters' arguments, exactly.
+        rule = Same(snap.destination_rule_for(host, proxy.namespace))
+        eps = Same(snap.endpoints_of(host))
         block = pieces.clusters.get(
-            (trust_domain, proxy.sds),
-            (service, dr, eps),
-            partial(_cluster_block, service, dr, eps, trust_domain, proxy.sds),
+            ClustersKey(Same(service), rule, eps, trust_domain, proxy.sds), build_clusters
         )
         if prior is not None and block is not prior.clusters and block == prior.clusters:
             block = prior.clusters  # new endpoints, the same clusters (the usual case)
-        # load_assignment reads the cluster's DestinationRule (subsets), the service's
-        # endpoints, and PeerAuthentications with the root namespace (auto mTLS).
         endpoints = tuple(
             (
                 name,
                 pieces.endpoints.get(
-                    (name, snap.root_namespace),
-                    (dr, eps, snap.peer_authentications),
-                    partial(_endpoints_of, name, snap, proxy.namespace),
+                    EndpointsKey(name, rule, eps, peer_authentications, root_namespace),
+                    build_endpoints,
                 ),
             )
             for name in block.eds_names
@@ -265,49 +344,28 @@ def _outbound(
     return tuple(parts)
 
 
-def _cluster_block(
-    service: Service,
-    dr: DestinationRule | None,
-    endpoints: tuple[Endpoint, ...],
-    trust_domain: str,
-    has_certs: bool,
-) -> _ClusterBlock:
-    built = service_clusters(service, dr, endpoints, trust_domain, has_certs)
-    return _ClusterBlock(
-        pack_all(types.CLUSTER, [(c.name, c) for c in built]),
-        tuple(c.eds_cluster_config.service_name or c.name for c in built if c.type == c.EDS),
-    )
-
-
-def _endpoints_of(cluster: str, snap: Snapshot, client_namespace: str) -> any_pb2.Any:
-    return pack_one(types.ENDPOINT, load_assignment(cluster, snap, client_namespace))
-
-
-def _routes(proxy: Proxy, snap: Snapshot, pieces: Pieces) -> any_pb2.Any:
+def _routes(
+    proxy: Proxy, snap: Snapshot, visible: tuple[Service, ...], pieces: Pieces
+) -> any_pb2.Any:
     labels = tuple(proxy.labels.items()) if snap.uses_source_labels else ()
+    services, rules = Same(snap.services), Same(snap.dr_index)
     parts: list[bytes] = []
-    for service, port, domains in route_plan(proxy, snap):
+    for service, port, domains in route_plan(visible, proxy.namespace):
         bound = snap.virtual_services_for(service.hostname)
-        # virtual_host reads the service, port and domains, the first VirtualService bound to
-        # the host, the services and DestinationRules its destinations name, and the proxy's
-        # namespace and (for sourceLabels) labels.
-        key = (port, domains, proxy.namespace, labels)
-        inputs = (service, bound[0] if bound else None, snap.services, snap.destination_rules)
-        parts.append(
-            pieces.vhosts.get(key, inputs, partial(_vhost, service, port, domains, proxy, snap))
+        key = VirtualHostKey(
+            Same(service),
+            port,
+            domains,
+            proxy.namespace,
+            labels,
+            Same(bound[0] if bound else None),
+            services,
+            rules,
         )
+        parts.append(pieces.vhosts.get(key, build_virtual_host))
     parts.append(_BLOCK_ALL)
     value = route_config_bytes(names.HTTP_PROXY_ROUTE, parts)
     return any_pb2.Any(type_url=types.ROUTE, value=value)
-
-
-def _vhost(
-    service: Service, port: int, domains: tuple[str, ...], proxy: Proxy, snap: Snapshot
-) -> bytes:
-    serialized: bytes = virtual_host(service, port, domains, proxy, snap).SerializeToString(
-        deterministic=True
-    )
-    return serialized
 
 
 _BLOCK_ALL = block_all().SerializeToString(deterministic=True)
@@ -340,31 +398,15 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _own(proxy: Proxy, snap: Snapshot, pieces: Pieces) -> _Own:
-    """A proxy's own part. generate_listeners reads the proxy, PeerAuthentications,
-    AuthorizationPolicies, RequestAuthentications, JWKS documents, mesh config and root
-    namespace: exactly the key."""
-
-    def build() -> _Own:
-        listeners = generate_listeners(proxy, snap)
-        inbound = [inbound_cluster(p) for p in proxy.inbound]
-        return _Own(
-            inbound=pack_all(types.CLUSTER, [(c.name, c) for c in inbound]),
-            listeners=Resources.of(types.LISTENER, [(x.name, x) for x in listeners]),
-            route_names=tuple(sorted(rds_names(listeners))),
-        )
-
-    inputs = (
-        snap.peer_authentications, snap.authorization_policies, snap.request_authentications,
-        snap.jwks, snap.mesh,
-    )  # fmt: skip
-    return pieces.own.get((proxy.config_key(), snap.root_namespace), inputs, build)
-
-
-def _all_clusters(
-    outbound: Mapping[str, any_pb2.Any], inbound: Mapping[str, any_pb2.Any]
-) -> Resources:
-    return Resources.of_packed(types.CLUSTER, {**outbound, **inbound})
+def listeners_key(shape: ProxyShape, snap: Snapshot) -> ListenersKey:
+    return ListenersKey(
+        shape,
+        Same(snap.peer_authentications),
+        Same(snap.authorization_policies),
+        Same(snap.request_authentications),
+        Same(snap.jwks),
+        Same(snap.mesh),
+    )
 
 
 def generate_with(
@@ -372,9 +414,9 @@ def generate_with(
 ) -> dict[str, Resources]:
     """A proxy's config from its view's shared part plus what is its own."""
     pieces = pieces or Pieces()
-    own = _own(proxy, snap, pieces)
+    own = pieces.own.get(listeners_key(proxy.shape, snap), build_listeners)
     cds = pieces.cds.get(
-        (), (shared.clusters, own.inbound), partial(_all_clusters, shared.clusters, own.inbound)
+        _AllClustersKey(Same(shared.clusters), Same(own.inbound)), _build_all_clusters
     )
     route_names = list(own.route_names)
     routes = shared.routes

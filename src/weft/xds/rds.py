@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
+from weft.api import VirtualService
 from weft.registry.model import Service
 from weft.snapshot.proxy import Proxy
 from weft.snapshot.snapshot import Snapshot
@@ -37,23 +38,29 @@ def http_proxy_routes(proxy: Proxy, snap: Snapshot) -> route_pb2.RouteConfigurat
     config = route_pb2.RouteConfiguration(
         name=names.HTTP_PROXY_ROUTE, validate_clusters=boolean(False)
     )
-    for service, port, domains in route_plan(proxy, snap):
-        config.virtual_hosts.append(virtual_host(service, port, domains, proxy, snap))
+    for service, port, domains in route_plan(visible_services(proxy, snap), proxy.namespace):
+        target = RouteTarget(
+            service, port, proxy.namespace, proxy.labels, snap.services, snap.dr_index
+        )
+        bound = snap.virtual_services_for(service.hostname)
+        config.virtual_hosts.append(virtual_host(target, domains, bound[0] if bound else None))
     config.virtual_hosts.append(block_all())
     return config
 
 
-def route_plan(proxy: Proxy, snap: Snapshot) -> list[tuple[Service, int, tuple[str, ...]]]:
-    """The HTTP proxy's virtual hosts in order: (service, port, domains). A domain goes to the
-    first service that claims it."""
+def route_plan(
+    visible: Iterable[Service], client_namespace: str
+) -> list[tuple[Service, int, tuple[str, ...]]]:
+    """The HTTP proxy's virtual hosts in order: (service, port, domains), for a client of
+    `client_namespace` that sees `visible`. A domain goes to the first service that claims it."""
     plan: list[tuple[Service, int, tuple[str, ...]]] = []
     used: set[str] = set()
-    for service in visible_services(proxy, snap):
+    for service in visible:
         for port in service.ports:
             if port.protocol in NON_HTTP:
                 continue
             domains = tuple(
-                d for d in vhost_domains(service, port.port, proxy.namespace) if d not in used
+                d for d in vhost_domains(service, port.port, client_namespace) if d not in used
             )
             if not domains:
                 continue
@@ -100,19 +107,17 @@ def vhost_domains(service: Service, port: int, client_namespace: str) -> list[st
 
 
 def virtual_host(
-    service: Service, port: int, domains: Sequence[str], proxy: Proxy, snap: Snapshot
+    target: RouteTarget, domains: Sequence[str], virtual_service: VirtualService | None
 ) -> rc.VirtualHost:
-    """One service port's virtual host. Reads the first VirtualService bound to the service,
-    the services and DestinationRules its destinations name, and the proxy's namespace (and
-    labels, when the VirtualService matches on sourceLabels)."""
-    target = RouteTarget(service=service, port=port, proxy=proxy, snap=snap)
+    """One service port's virtual host, routed by `virtual_service` (as in Istio, the first
+    VirtualService bound to the host wins on sidecars) or to all its endpoints."""
     routes: list[rc.Route] = []
-    bound = snap.virtual_services_for(service.hostname)
-    if bound:
-        # As in Istio, the first VirtualService for a host wins on sidecars.
-        routes = virtual_service_routes(bound[0], target)
+    if virtual_service is not None:
+        routes = virtual_service_routes(virtual_service, target)
     if not routes:
         routes = [default_route(target)]
     return rc.VirtualHost(
-        name=names.virtual_host(service.hostname, port), domains=domains, routes=routes
+        name=names.virtual_host(target.service.hostname, target.port),
+        domains=domains,
+        routes=routes,
     )

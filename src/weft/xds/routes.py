@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,11 +13,10 @@ from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2
 
-from weft.api import VirtualService
+from weft.api import DestinationRule, VirtualService
 from weft.api.hosts import fqdn
 from weft.registry.model import Service
-from weft.snapshot.proxy import Proxy
-from weft.snapshot.snapshot import Snapshot
+from weft.snapshot.indexes import DestinationRuleIndex
 from weft.xds import names
 from weft.xds.protos import duration, istio_duration, pack
 
@@ -35,12 +34,21 @@ _REDIRECT_CODES = {
 
 @dataclass(frozen=True)
 class RouteTarget:
-    """The vhost being built: which service and port, for which proxy."""
+    """The vhost being built: which service and port, for a client of which namespace and
+    labels, and the services and DestinationRules its destinations are looked up in."""
 
     service: Service
     port: int
-    proxy: Proxy
-    snap: Snapshot
+    client_namespace: str
+    client_labels: Mapping[str, str]
+    services: Mapping[str, Service]
+    rules: DestinationRuleIndex
+
+    def rule_for(self, hostname: str) -> DestinationRule | None:
+        """The DestinationRule that applies to `hostname` for this client."""
+        service = self.services.get(hostname)
+        namespace = service.namespace if service is not None else None
+        return self.rules.lookup(hostname, self.client_namespace, namespace)
 
 
 def default_route(target: RouteTarget) -> rc.Route:
@@ -102,10 +110,10 @@ def _applicable_matches(matches: list[Any] | None, target: RouteTarget) -> Itera
         if m.port is not None and m.port != target.port:
             continue
         if m.source_labels and any(
-            target.proxy.labels.get(k) != v for k, v in m.source_labels.items()
+            target.client_labels.get(k) != v for k, v in m.source_labels.items()
         ):
             continue
-        if m.source_namespace and m.source_namespace != target.proxy.namespace:
+        if m.source_namespace and m.source_namespace != target.client_namespace:
             continue
         yield m
 
@@ -205,7 +213,7 @@ def destination_port(service: Service | None, requested: int | None, vhost_port:
 
 def destination_cluster(vs: VirtualService, destination: Any, target: RouteTarget) -> str:
     host = fqdn(destination.host, vs.metadata.namespace)
-    service = target.snap.service(host)
+    service = target.services.get(host)
     number = destination.port.number if destination.port is not None else None
     port = destination_port(service, number, target.port)
     return names.outbound_cluster(port, destination.subset or "", host)
@@ -287,7 +295,7 @@ def _hash_policy(
     if not destinations:
         return None
     host = fqdn(destinations[0].destination.host, vs.metadata.namespace)
-    dr = target.snap.destination_rule_for(host, target.proxy.namespace)
+    dr = target.rule_for(host)
     lb = dr.spec.traffic_policy.load_balancer if dr and dr.spec.traffic_policy else None
     ch = lb.consistent_hash if lb is not None else None
     if ch is None:

@@ -15,7 +15,7 @@ from weft.snapshot.build import build_snapshot
 from weft.snapshot.proxy import Proxy
 from weft.xds import names, types
 from weft.xds.cds import generate_clusters
-from weft.xds.eds import load_assignment
+from weft.xds.eds import generate_endpoints
 from weft.xds.generate import InconsistentConfig, Resources, check_consistent, generate_all
 from weft.xds.rds import http_proxy_routes
 
@@ -119,7 +119,7 @@ spec:
 
 def test_subset_endpoints_follow_labels(make_snapshot: SnapshotFactory) -> None:
     snap = make_snapshot(files=("destination-rule-all.yaml",))
-    cla = load_assignment(f"outbound|9080|v2|{REVIEWS}", snap, "default")
+    cla = generate_endpoints([f"outbound|9080|v2|{REVIEWS}"], snap, "default")[0]
     ports = [
         e.endpoint.address.socket_address.port_value
         for le in cla.endpoints
@@ -128,12 +128,12 @@ def test_subset_endpoints_follow_labels(make_snapshot: SnapshotFactory) -> None:
     assert ports == [20004]
     all_ports = sorted(
         e.endpoint.address.socket_address.port_value
-        for le in load_assignment(f"outbound|9080||{REVIEWS}", snap, "default").endpoints
+        for le in generate_endpoints([f"outbound|9080||{REVIEWS}"], snap, "default")[0].endpoints
         for e in le.lb_endpoints
     )
     assert all_ports == [20003, 20004, 20005]
     # A subset no DestinationRule defines is empty, never "everything".
-    assert not load_assignment(f"outbound|9080|v9|{REVIEWS}", snap, "default").endpoints
+    assert not generate_endpoints([f"outbound|9080|v9|{REVIEWS}"], snap, "default")[0].endpoints
 
 
 def test_unhealthy_endpoints_are_not_served() -> None:
@@ -144,7 +144,7 @@ def test_unhealthy_endpoints_are_not_served() -> None:
                      frozen_labels({"app": "svc"}), healthy=healthy)
         )  # fmt: skip
     snap = build_snapshot(1, [], registry.services(), registry.endpoints())
-    cla = load_assignment("outbound|80||svc.default.svc.cluster.local", snap, "default")
+    cla = generate_endpoints(["outbound|80||svc.default.svc.cluster.local"], snap, "default")[0]
     assert [e.endpoint.address.socket_address.port_value
             for le in cla.endpoints for e in le.lb_endpoints] == [1000 + ord("a")]  # fmt: skip
     # Port 80: the bare name is a valid Host, as HTTP omits the default port.
