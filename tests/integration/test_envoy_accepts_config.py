@@ -24,9 +24,10 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import json_format, message
 
 from tests.unit.xds.conftest import SAMPLES, bookinfo_registry, productpage_proxy
-from tests.unit.xds.test_golden import CASES
+from tests.unit.xds.test_golden import CASES, generate_case
 from weft.agent.bootstrap import SidecarIdentity, sidecar_bootstrap
 from weft.agent.envoy import envoy_binary
+from weft.agent.sds import sds_cluster
 from weft.api import IstioObject, load_yaml
 from weft.snapshot.build import build_snapshot
 from weft.snapshot.snapshot import Snapshot
@@ -223,11 +224,19 @@ def generated(*found: IstioObject) -> dict[str, Resources]:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_envoy_accepts_golden_scenario(case: str, tmp_path: Path) -> None:
-    config = generated(*objects(CASES[case]))
+    golden = CASES[case]
+    config = generate_case(golden)
     boot = static_bootstrap(config)
     # Everything generated is in there: no type was left empty by mistake.
     assert len(boot.static_resources.clusters) == len(config[types.CLUSTER].items) > 4
-    assert len(boot.static_resources.listeners) == 2
+    assert len(boot.static_resources.listeners) == len(config[types.LISTENER].items) >= 2
+    if golden.proxy.sds:
+        # The agent's bootstrap brings the cluster mTLS secrets come from, and SDS needs the
+        # node's identity.
+        json_format.ParseDict(
+            sds_cluster(str(tmp_path / "sds.sock")), boot.static_resources.clusters.add()
+        )
+        boot.node.id, boot.node.cluster = golden.proxy.id, golden.proxy.workload
     problem = envoy_validate(boot, tmp_path / f"{case}.json")
     assert problem is None, f"Envoy rejected the {case} config: {problem}"
 
@@ -257,7 +266,7 @@ def test_envoy_accepts_the_sidecar_bootstrap(tmp_path: Path) -> None:
 
 
 def test_the_check_catches_a_route_envoy_would_nack(tmp_path: Path) -> None:
-    boot = static_bootstrap(generated(*objects(CASES["all-v1"])))
+    boot = static_bootstrap(generate_case(CASES["all-v1"]))
     broken = False
     for listener in boot.static_resources.listeners:
         if listener.name != names.HTTP_PROXY_LISTENER:
