@@ -329,6 +329,8 @@ def proxy_status(output: str) -> None:
     table_console().print(table)
     for nack in nacks:
         click.secho(f"NACK {nack}", fg="yellow")
+    for problem in data.get("left_out", []):
+        click.secho(f"LEFT OUT {problem}", fg="red")
 
 
 _PROXY_CONFIG_TYPES = {"clusters": "CDS", "endpoints": "EDS", "listeners": "LDS", "routes": "RDS"}

@@ -153,7 +153,12 @@ async def syncz(request: web.Request) -> web.Response:
                 entry["status"] = "STALE"
         out.append(status)
     return web.json_response(
-        {"snapshot": cp.ads.snapshot.version, "pending": cp.rebuild_pending, "proxies": out}
+        {
+            "snapshot": cp.ads.snapshot.version,
+            "pending": cp.rebuild_pending,
+            "proxies": out,
+            "left_out": [str(e) for e in cp.ads.left_out()],
+        }
     )
 
 

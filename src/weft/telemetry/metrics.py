@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from weft.telemetry import exposition
 
@@ -153,6 +158,10 @@ class ControlPlaneMetrics:
             registry=self.registry,
         )
 
+        # Set by the ADS server: what generation leaves out, read at scrape time.
+        self.left_out: Callable[[], Sequence[_LeftOut]] = list
+        self.registry.register(_LeftOutCollector(self))
+
     def sent(self, xds_type: str, seconds: float) -> None:
         """One xDS response sent to one proxy, `seconds` after its generation began."""
         self.pushes.labels(xds_type).inc()
@@ -170,3 +179,30 @@ class ControlPlaneMetrics:
                 if sample.name == name and sample.labels == wanted:
                     return sample.value
         return None
+
+
+class _LeftOut(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+class _LeftOutCollector:
+    """`weft_generation_problems{kind,namespace,name}`: 1 for each object generation leaves
+    out because generating with it failed (see `weft proxy-status`)."""
+
+    def __init__(self, metrics: ControlPlaneMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "weft_generation_problems",
+            "Objects left out of generated config because generating with them failed.",
+            labels=["kind", "namespace", "name"],
+        )
+        for entry in self._metrics.left_out():
+            family.add_metric([entry.kind, entry.namespace, entry.name], 1)
+        yield family

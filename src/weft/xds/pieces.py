@@ -20,13 +20,13 @@ cached generation against generation from scratch across sequences of changes.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from envoy.config.route.v3 import route_pb2
 from google.protobuf import any_pb2
 
-from weft.api import Sidecar
+from weft.api import DestinationRule, Sidecar, VirtualService
 from weft.registry.model import Service
 from weft.snapshot.dependencies import Piece, reads
 from weft.snapshot.policies import SecurityPolicies
@@ -37,6 +37,7 @@ from weft.xds import names, types
 from weft.xds.cds import inbound_cluster, service_clusters
 from weft.xds.eds import load_assignment
 from weft.xds.generate import Resources, check_consistent, pack_all, pack_one, rds_names
+from weft.xds.isolate import LeftOutObjects
 from weft.xds.keys import (
     ClustersKey,
     EndpointsKey,
@@ -172,9 +173,11 @@ def _build_all_clusters(key: _AllClustersKey) -> Resources:
 
 
 class Pieces:
-    """The caches under the views, one per piece, by key."""
+    """The caches under the views, one per piece, by key. A VirtualService or DestinationRule
+    that fails to generate is left out of the piece that uses it and recorded in `left_out`."""
 
     def __init__(self) -> None:
+        self.left_out = LeftOutObjects()
         self.visible: Memo[VisibleKey, tuple[Service, ...]] = Memo()
         self.clusters: Memo[ClustersKey, _ClusterBlock] = Memo()
         self.endpoints: Memo[EndpointsKey, any_pb2.Any] = Memo()
@@ -185,6 +188,39 @@ class Pieces:
     def age(self) -> None:
         for memo in (self.visible, self.clusters, self.endpoints, self.vhosts, self.own, self.cds):
             memo.age()
+
+    def vhost(self, key: VirtualHostKey) -> bytes:
+        try:
+            return self.vhosts.get(key, build_virtual_host)
+        except Exception as e:
+            if key.virtual_service.value is None:
+                raise
+            self.left_out.record(key.virtual_service.value, e)
+            return self.vhosts.get(
+                replace(key, virtual_service=NO_VIRTUAL_SERVICE), build_virtual_host
+            )
+
+    def cluster_block(self, key: ClustersKey) -> _ClusterBlock:
+        try:
+            return self.clusters.get(key, build_clusters)
+        except Exception as e:
+            if key.rule.value is None:
+                raise
+            self.left_out.record(key.rule.value, e)
+            return self.clusters.get(replace(key, rule=NO_RULE), build_clusters)
+
+    def assignment(self, key: EndpointsKey) -> any_pb2.Any:
+        try:
+            return self.endpoints.get(key, build_endpoints)
+        except Exception as e:
+            if key.rule.value is None:
+                raise
+            self.left_out.record(key.rule.value, e)
+            return self.endpoints.get(replace(key, rule=NO_RULE), build_endpoints)
+
+
+NO_VIRTUAL_SERVICE: Same[VirtualService | None] = Same(None)
+NO_RULE: Same[DestinationRule | None] = Same(None)
 
 
 # --- views: what proxies of one view share -----------------------------------------------
@@ -325,17 +361,14 @@ def _outbound(
             continue
         rule = Same(snap.destination_rule_for(host, proxy.namespace))
         eps = Same(snap.endpoints_of(host))
-        block = pieces.clusters.get(
-            ClustersKey(Same(service), rule, eps, trust_domain, proxy.sds), build_clusters
-        )
+        block = pieces.cluster_block(ClustersKey(Same(service), rule, eps, trust_domain, proxy.sds))
         if prior is not None and block is not prior.clusters and block == prior.clusters:
             block = prior.clusters  # new endpoints, the same clusters (the usual case)
         endpoints = tuple(
             (
                 name,
-                pieces.endpoints.get(
-                    EndpointsKey(name, rule, eps, peer_authentications, root_namespace),
-                    build_endpoints,
+                pieces.assignment(
+                    EndpointsKey(name, rule, eps, peer_authentications, root_namespace)
                 ),
             )
             for name in block.eds_names
@@ -362,7 +395,7 @@ def _routes(
             services,
             rules,
         )
-        parts.append(pieces.vhosts.get(key, build_virtual_host))
+        parts.append(pieces.vhost(key))
     parts.append(_BLOCK_ALL)
     value = route_config_bytes(names.HTTP_PROXY_ROUTE, parts)
     return any_pb2.Any(type_url=types.ROUTE, value=value)

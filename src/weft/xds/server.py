@@ -27,6 +27,7 @@ from weft.xds.cache import GenerationCache
 from weft.xds.connection import Connection, Protocol
 from weft.xds.delta import DeltaAds
 from weft.xds.generate import InconsistentConfig, Resources
+from weft.xds.isolate import LeftOut
 from weft.xds.stream import pump_requests
 
 log = logging.getLogger("weft.xds")
@@ -55,6 +56,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         self._nonce_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
         self._delta = DeltaAds(self.config_for, self._nonce, self.metrics)
+        self.metrics.left_out = self.left_out
 
     def _nonce(self) -> str:
         return f"{self._nonce_prefix}-{next(self._ids)}"
@@ -93,6 +95,10 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
 
     def config_for(self, proxy: Proxy) -> dict[str, Resources]:
         return self._cache.get(proxy, self._snapshot)
+
+    def left_out(self) -> list[LeftOut]:
+        """Objects generation currently leaves out (it failed with them)."""
+        return self._cache.pieces.left_out.current(self._snapshot)
 
     def find(self, proxy_id: str) -> Connection | None:
         """A connection by proxy id, connection id, or unique prefix of either."""

@@ -301,3 +301,47 @@ def test_a_snapshot_that_fails_to_build_leaves_proxies_on_the_last_one(
     mesh.cp.rebuild()
     # The failed change is not lost: the next snapshot is built from everything.
     assert ads.snapshot.virtual_services_for("reviews.default.svc.cluster.local")
+
+
+def test_an_object_that_fails_to_generate_is_left_out_and_reported(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from weft.xds import pieces
+
+    real = pieces.virtual_host
+
+    def failing(target, domains, vs):  # type: ignore[no-untyped-def]
+        if vs is not None and vs.metadata.name == "reviews":
+            raise RuntimeError("a bug in route generation")
+        return real(target, domains, vs)
+
+    monkeypatch.setattr(pieces, "virtual_host", failing)
+    ads = mesh.cp.ads
+    mesh.apply(DETAILS_VS)
+    mesh.apply(vs_reviews(("v1", 100)))
+    mesh.cp.rebuild()
+    from envoy.config.route.v3 import route_pb2
+
+    from weft.xds import names, types
+
+    for conn, _ in mesh.conns:
+        config = ads.config_for(conn.proxy)  # every proxy is served
+        table = route_pb2.RouteConfiguration()
+        table.ParseFromString(config[types.ROUTE].items[names.HTTP_PROXY_ROUTE].value)
+        vhosts = {v.name: v for v in table.virtual_hosts}
+        # The details VirtualService still applies (its 2 s timeout); reviews' is left out
+        # and reviews is routed as a service without one.
+        details = vhosts["details.default.svc.cluster.local:9080"].routes[0]
+        assert details.route.timeout.seconds == 2
+        reviews = vhosts["reviews.default.svc.cluster.local:9080"].routes[0]
+        assert reviews.name == "default"
+    (entry,) = ads.left_out()
+    assert (entry.kind, entry.namespace, entry.name) == ("VirtualService", "default", "reviews")
+    assert "a bug in route generation" in str(entry)
+    labels = {"kind": "VirtualService", "namespace": "default", "name": "reviews"}
+    assert mesh.cp.metrics.value("weft_generation_problems", labels) == 1
+    # Deleted, it is no longer reported.
+    mesh.store.delete([key_of(vs_reviews(("v1", 100)))])
+    mesh.cp.rebuild()
+    assert ads.left_out() == []
+    assert mesh.cp.metrics.value("weft_generation_problems", labels) is None
