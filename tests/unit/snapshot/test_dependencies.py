@@ -38,3 +38,15 @@ def test_a_registry_only_change_remakes_the_endpoints_alone() -> None:
 def test_each_part_feeds_pieces_or_says_why_not() -> None:
     unread = {p.name for p in PARTS if not p.feeds}
     assert unread == {"gateways"}
+
+
+def test_the_architecture_document_shows_the_table_as_it_is() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "architecture.md").read_text()
+    order = [Piece.VISIBLE, Piece.CLUSTERS, Piece.ENDPOINTS, Piece.ROUTES, Piece.LISTENERS]
+    for part in PARTS:
+        cells = " | ".join("x" if p in part.feeds else "" for p in order)
+        row = f"| `{part.name}` | {', '.join(part.sources)} | {cells} | "
+        row += "yes |" if part.by_host else " |"
+        assert row.replace("  ", " ") in text.replace("  ", " "), part.name
