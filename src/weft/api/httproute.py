@@ -116,6 +116,15 @@ class Abort(IstioModel):
     percentage: Percent | None = None
 
 
+# gRPC status codes by name, in code order (the index is the code).
+GRPC_STATUS_CODES = (
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "UNAUTHENTICATED",
+)  # fmt: skip
+
+
 class HTTPFaultInjection(IstioModel):
     delay: Delay | None = None
     abort: Abort | None = None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from weft.api.durations import parse_duration
 from weft.api.httproute import (
+    GRPC_STATUS_CODES,
+    Abort,
     CorsPolicy,
+    Delay,
     HTTPDirectResponse,
     HTTPFaultInjection,
     HTTPMatchRequest,
@@ -177,19 +181,58 @@ def _rewrite(field: str, rewrite: HTTPRewrite) -> Problems:
 
 
 def _fault(field: str, fault: HTTPFaultInjection) -> Problems:
-    delay = fault.delay
-    if delay is not None and delay.fixed_delay is None and delay.exponential_delay is None:
-        yield problem(f"{field}.delay", "has no fixedDelay", "add 'fixedDelay: 5s'")
-    abort = fault.abort
-    if abort is None:
+    if fault.delay is None and fault.abort is None:
+        yield problem(
+            field, "fault has no delay or abort", "add 'delay' or 'abort', or drop 'fault'"
+        )
+    if fault.delay is not None:
+        yield from _delay(f"{field}.delay", fault.delay)
+    if fault.abort is not None:
+        yield from _abort(f"{field}.abort", fault.abort)
+
+
+def _delay(field: str, delay: Delay) -> Problems:
+    if delay.exponential_delay is not None:
+        # Istio refuses it too: Envoy has no exponential delay to translate it to.
+        yield problem(
+            f"{field}.exponentialDelay",
+            "exponentialDelay is not supported",
+            "use 'fixedDelay', e.g. 'fixedDelay: 5s'",
+        )
+    elif delay.fixed_delay is None:
+        yield problem(field, "has no fixedDelay", "add 'fixedDelay: 5s'")
+    elif parse_duration(delay.fixed_delay) < 0.001:
+        yield problem(
+            f"{field}.fixedDelay",
+            f"delay {delay.fixed_delay!r} is shorter than 1ms",
+            "use a delay of at least 1ms, or drop the delay",
+        )
+
+
+def _abort(field: str, abort: Abort) -> Problems:
+    if abort.http2_error is not None:
+        # Istio refuses it too: Envoy's fault filter cannot reset a stream with an HTTP/2 error.
+        yield problem(
+            f"{field}.http2Error",
+            "http2Error is not supported",
+            "abort with 'httpStatus' (e.g. 503) or 'grpcStatus' (e.g. UNAVAILABLE)",
+        )
         return
-    if abort.http_status is None and abort.grpc_status is None and abort.http2_error is None:
-        yield problem(f"{field}.abort", "has no httpStatus", "add 'httpStatus: 503'")
+    if abort.http_status is None and abort.grpc_status is None:
+        yield problem(field, "has no httpStatus", "add 'httpStatus: 503'")
+    elif abort.http_status is not None and abort.grpc_status is not None:
+        yield problem(field, "sets both httpStatus and grpcStatus", "keep only one of them")
     elif abort.http_status is not None and not 200 <= abort.http_status <= 599:
         yield problem(
-            f"{field}.abort.httpStatus",
+            f"{field}.httpStatus",
             f"status {abort.http_status} is out of range 200..599",
             "use an HTTP status code such as 500 or 503",
+        )
+    elif abort.grpc_status is not None and abort.grpc_status.upper() not in GRPC_STATUS_CODES:
+        yield problem(
+            f"{field}.grpcStatus",
+            f"{abort.grpc_status!r} is not a gRPC status name",
+            "use a name such as UNAVAILABLE, INTERNAL or DEADLINE_EXCEEDED",
         )
 
 

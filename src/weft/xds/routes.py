@@ -15,6 +15,7 @@ from envoy.type.v3 import percent_pb2
 
 from weft.api import VirtualService
 from weft.api.hosts import fqdn
+from weft.api.httproute import GRPC_STATUS_CODES
 from weft.registry.model import Service
 from weft.snapshot.proxy import Proxy
 from weft.snapshot.snapshot import Snapshot
@@ -378,15 +379,5 @@ def _fault(fault: Any) -> fault_pb2.HTTPFault:
     return out
 
 
-_GRPC_CODES = [
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-    "UNAUTHENTICATED",
-]  # fmt: skip
-
-
-def _grpc_code(status: str | int) -> int:
-    if isinstance(status, int) or str(status).isdigit():
-        return int(status)
-    return _GRPC_CODES.index(str(status).upper())
+def _grpc_code(status: str) -> int:
+    return GRPC_STATUS_CODES.index(status.upper())

@@ -13,6 +13,7 @@ from weft.api import (
     ObjectMeta,
     VirtualService,
     VirtualServiceSpec,
+    load_yaml,
     validate,
 )
 from weft.api.regex import re2_error
@@ -196,8 +197,6 @@ def test_virtual_service_without_hosts(errors_of: Errors) -> None:
 
 
 def test_virtual_service_without_hosts_is_a_valid_delegate() -> None:
-    from weft.api import load_yaml
-
     text = vs("""
   http: [{match: [{uri: {prefix: /reviews}}], route: [{destination: {host: reviews}}]}]
 """)
@@ -307,8 +306,6 @@ def test_workload_entry_needs_an_address_unless_on_another_network(errors_of: Er
         "mesh.yaml: WorkloadEntry shop/thing: spec.address: workload has no address "
         "(set 'address' (IP, DNS name or unix:///path), or 'network' for a remote network)"
     ]
-    from weft.api import load_yaml
-
     assert load_yaml(obj("WorkloadEntry", "  network: vpc-2\n"), "we.yaml")
 
 
@@ -377,3 +374,56 @@ def test_workload_group_probe_takes_one_check(errors_of: Errors) -> None:
         "mesh.yaml: WorkloadGroup shop/thing: spec.probe: probe sets 2 health checks; it takes "
         "exactly one (use one of httpGet, tcpSocket, exec or grpc)"
     ]
+
+
+def fault_rule(fault: str) -> str:
+    return vs(f"""
+  hosts: [ratings]
+  http:
+  - fault: {fault}
+    route: [{{destination: {{host: ratings}}}}]
+""")
+
+
+@pytest.mark.parametrize(
+    ("fault", "problem"),
+    [
+        (
+            "{abort: {http2Error: REFUSED_STREAM}}",
+            "spec.http[0].fault.abort.http2Error: http2Error is not supported (abort with "
+            "'httpStatus' (e.g. 503) or 'grpcStatus' (e.g. UNAVAILABLE))",
+        ),
+        (
+            "{delay: {exponentialDelay: 1s}}",
+            "spec.http[0].fault.delay.exponentialDelay: exponentialDelay is not supported "
+            "(use 'fixedDelay', e.g. 'fixedDelay: 5s')",
+        ),
+        (
+            "{delay: {fixedDelay: 0s, percentage: {value: 5}}}",
+            "spec.http[0].fault.delay.fixedDelay: delay '0s' is shorter than 1ms "
+            "(use a delay of at least 1ms, or drop the delay)",
+        ),
+        (
+            "{abort: {grpcStatus: NOT_A_CODE}}",
+            "spec.http[0].fault.abort.grpcStatus: 'NOT_A_CODE' is not a gRPC status name "
+            "(use a name such as UNAVAILABLE, INTERNAL or DEADLINE_EXCEEDED)",
+        ),
+        (
+            "{abort: {httpStatus: 503, grpcStatus: UNAVAILABLE}}",
+            "spec.http[0].fault.abort: sets both httpStatus and grpcStatus (keep only one of them)",
+        ),
+        (
+            "{}",
+            "spec.http[0].fault: fault has no delay or abort "
+            "(add 'delay' or 'abort', or drop 'fault')",
+        ),
+    ],
+)
+def test_faults_envoy_cannot_inject_are_refused(
+    errors_of: Errors, fault: str, problem: str
+) -> None:
+    assert errors_of(fault_rule(fault)) == [VS + problem]
+
+
+def test_a_grpc_abort_by_name_is_accepted() -> None:
+    assert load_yaml(fault_rule("{abort: {grpcStatus: UNAVAILABLE, percentage: {value: 1}}}"), "f")
