@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import builtins
 from typing import Literal
 
 from pydantic import Field
@@ -70,6 +73,23 @@ class HTTPBody(IstioModel):
 
     string: str | None = None
     bytes: str | None = None
+
+    def content(self) -> builtins.bytes:
+        """The body as sent: the text in UTF-8, or the bytes decoded (ValueError if they are
+        not base64)."""
+        if self.bytes is not None:
+            return decode_base64(self.bytes)
+        return (self.string or "").encode()
+
+
+def decode_base64(text: str) -> builtins.bytes:
+    """Standard or URL-safe base64, padded or not (protobuf's JSON form of bytes accepts all)."""
+    normal = text.strip().replace("-", "+").replace("_", "/")
+    normal += "=" * (-len(normal) % 4)
+    try:
+        return base64.b64decode(normal, validate=True)
+    except binascii.Error:
+        raise ValueError(f"{text!r} is not base64") from None
 
 
 class HTTPDirectResponse(IstioModel):

@@ -30,6 +30,8 @@ from weft.api.validation_common import (
 from weft.api.virtualservice import TCPRoute, TLSRoute, VirtualService, VirtualServiceSpec
 
 _REDIRECT_CODES = (301, 302, 303, 307, 308)
+# Envoy's limit for a route table that does not raise it (max_direct_response_body_size_bytes).
+MAX_DIRECT_RESPONSE_BYTES = 4096
 
 
 def validate_virtual_service(vs: VirtualService) -> Problems:
@@ -168,8 +170,26 @@ def _direct_response(field: str, response: HTTPDirectResponse) -> Problems:
             "use an HTTP status code such as 200, 404 or 503",
         )
     body = response.body
-    if body is not None and body.string is not None and body.bytes is not None:
+    if body is None:
+        return
+    if body.string is not None and body.bytes is not None:
         yield problem(f"{field}.body", "sets both string and bytes", "keep only one of them")
+        return
+    try:
+        size = len(body.content())
+    except ValueError as exc:
+        yield problem(
+            f"{field}.body.bytes", str(exc), "encode the body in base64, e.g. 'aGVsbG8=' for hello"
+        )
+        return
+    if size > MAX_DIRECT_RESPONSE_BYTES:
+        # Envoy refuses the whole route table when one body is over its limit.
+        yield problem(
+            f"{field}.body",
+            f"body is {size} bytes; a direct response body is at most "
+            f"{MAX_DIRECT_RESPONSE_BYTES} bytes",
+            "shorten the body, or serve it from a service",
+        )
 
 
 def _rewrite(field: str, rewrite: HTTPRewrite) -> Problems:

@@ -133,7 +133,9 @@ def _route(vs: VirtualService, http: Any, index: int, match: Any, target: RouteT
     elif http.direct_response is not None:
         dr = http.direct_response
         route.direct_response.status = dr.status
-        if dr.body is not None and dr.body.string is not None:
+        if dr.body is not None and dr.body.bytes is not None:
+            route.direct_response.body.inline_bytes = dr.body.content()
+        elif dr.body is not None and dr.body.string is not None:
             route.direct_response.body.inline_string = dr.body.string
     else:
         route.route.CopyFrom(_route_action(vs, http, target))

@@ -427,3 +427,28 @@ def test_faults_envoy_cannot_inject_are_refused(
 
 def test_a_grpc_abort_by_name_is_accepted() -> None:
     assert load_yaml(fault_rule("{abort: {grpcStatus: UNAVAILABLE, percentage: {value: 1}}}"), "f")
+
+
+def direct_response_rule(body: str) -> str:
+    return vs(f"""
+  hosts: [ratings]
+  http:
+  - directResponse: {{status: 200, body: {body}}}
+""")
+
+
+def test_a_direct_response_body_must_be_base64_bytes(errors_of: Errors) -> None:
+    assert errors_of(direct_response_rule("{bytes: 'not base64!'}")) == [
+        VS + "spec.http[0].directResponse.body.bytes: 'not base64!' is not base64 "
+        "(encode the body in base64, e.g. 'aGVsbG8=' for hello)"
+    ]
+    # Padding may be left out, and the URL-safe alphabet is read too.
+    assert load_yaml(direct_response_rule("{bytes: 'AAH_c3RhcnM'}"), "ok.yaml")
+
+
+def test_a_direct_response_body_over_envoys_limit_is_refused(errors_of: Errors) -> None:
+    assert errors_of(direct_response_rule("{string: '" + "x" * 4097 + "'}")) == [
+        VS + "spec.http[0].directResponse.body: body is 4097 bytes; a direct response body is at "
+        "most 4096 bytes (shorten the body, or serve it from a service)"
+    ]
+    assert load_yaml(direct_response_rule("{string: '" + "x" * 4096 + "'}"), "ok.yaml")
