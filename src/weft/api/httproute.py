@@ -59,6 +59,10 @@ class HTTPRouteDestination(IstioModel):
     headers: Headers | None = None
 
 
+# The port a URL scheme implies (a redirect's derivePort FROM_PROTOCOL_DEFAULT).
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 class HTTPRedirect(IstioModel):
     uri: str | None = None
     authority: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from weft.api.durations import parse_duration
 from weft.api.httproute import (
+    DEFAULT_PORTS,
     GRPC_STATUS_CODES,
     Abort,
     CorsPolicy,
@@ -160,6 +161,13 @@ def _redirect(field: str, redirect: HTTPRedirect) -> Problems:
         )
     if redirect.port is not None and redirect.derive_port is not None:
         yield problem(field, "sets both port and derivePort", "keep only one of them")
+    scheme = (redirect.scheme or "http").lower()
+    if redirect.derive_port == "FROM_PROTOCOL_DEFAULT" and scheme not in DEFAULT_PORTS:
+        yield problem(
+            f"{field}.derivePort",
+            f"scheme {redirect.scheme!r} has no default port",
+            "use scheme http or https, or set 'port'",
+        )
 
 
 def _direct_response(field: str, response: HTTPDirectResponse) -> Problems:

@@ -15,7 +15,7 @@ from envoy.type.v3 import percent_pb2
 
 from weft.api import VirtualService
 from weft.api.hosts import fqdn
-from weft.api.httproute import GRPC_STATUS_CODES
+from weft.api.httproute import DEFAULT_PORTS, GRPC_STATUS_CODES
 from weft.registry.model import Service
 from weft.snapshot.proxy import Proxy
 from weft.snapshot.snapshot import Snapshot
@@ -129,7 +129,7 @@ def _route(vs: VirtualService, http: Any, index: int, match: Any, target: RouteT
     route = rc.Route(name=http.name or f"{vs.metadata.namespace}/{vs.metadata.name}[{index}]")
     route.match.CopyFrom(_route_match(match))
     if http.redirect is not None:
-        route.redirect.CopyFrom(_redirect(http.redirect))
+        route.redirect.CopyFrom(_redirect(http.redirect, target.port))
     elif http.direct_response is not None:
         dr = http.direct_response
         route.direct_response.status = dr.status
@@ -315,16 +315,23 @@ def consistent_hash_policy(ch: Any) -> rc.RouteAction.HashPolicy:
     return hp
 
 
-def _redirect(redirect: Any) -> rc.RedirectAction:
+def _redirect(redirect: Any, port: int) -> rc.RedirectAction:
     ra = rc.RedirectAction(response_code=_REDIRECT_CODES.get(redirect.redirect_code or 301, 0))
     if redirect.uri:
         ra.path_redirect = redirect.uri
     if redirect.authority:
         ra.host_redirect = redirect.authority
-    if redirect.port:
-        ra.port_redirect = redirect.port
     if redirect.scheme:
         ra.scheme_redirect = redirect.scheme
+    if redirect.port:
+        ra.port_redirect = redirect.port
+    elif redirect.derive_port == "FROM_REQUEST_PORT":
+        # Envoy cannot copy the request's port, but this route only serves requests to `port`.
+        ra.port_redirect = port
+    elif redirect.derive_port == "FROM_PROTOCOL_DEFAULT" and not redirect.authority:
+        # Left alone, Envoy keeps the port of the request's Host; a new authority has none.
+        # The sidecar's outbound listener speaks plain HTTP, so the request's scheme is http.
+        ra.port_redirect = DEFAULT_PORTS[(redirect.scheme or "http").lower()]
     return ra
 
 

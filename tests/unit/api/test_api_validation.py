@@ -452,3 +452,15 @@ def test_a_direct_response_body_over_envoys_limit_is_refused(errors_of: Errors) 
         "most 4096 bytes (shorten the body, or serve it from a service)"
     ]
     assert load_yaml(direct_response_rule("{string: '" + "x" * 4096 + "'}"), "ok.yaml")
+
+
+def test_a_protocol_default_port_needs_a_scheme_with_one(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [ratings]
+  http:
+  - redirect: {scheme: ftp, derivePort: FROM_PROTOCOL_DEFAULT}
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0].redirect.derivePort: scheme 'ftp' has no default port "
+        "(use scheme http or https, or set 'port')"
+    ]
