@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -130,7 +130,7 @@ class Delay(IstioModel):
     fixed_delay: Duration | None = None
     exponential_delay: Duration | None = None
     percentage: Percent | None = None
-    percent: int | None = None  # deprecated integer form of percentage
+    percent: Annotated[int, Field(ge=0, le=100)] | None = None  # deprecated: use percentage
 
 
 class Abort(IstioModel):
@@ -185,7 +185,7 @@ class HTTPRoute(IstioModel):
     fault: HTTPFaultInjection | None = None
     mirror: Destination | None = None
     mirrors: list[HTTPMirrorPolicy] = Field(default_factory=list)
-    mirror_percent: int | None = None  # deprecated integer form of mirrorPercentage
+    mirror_percent: Annotated[int, Field(ge=0, le=100)] | None = None  # deprecated
     mirror_percentage: Percent | None = None
     cors_policy: CorsPolicy | None = None
     headers: Headers | None = None

@@ -271,17 +271,28 @@ def _retry_policy(retries: Any) -> rc.RetryPolicy:
 
 
 def _mirrors(http: Any) -> Iterator[rc.RouteAction.RequestMirrorPolicy]:
-    targets = [(m.destination, m.percentage) for m in http.mirrors or []]
+    targets = [(m.destination, _percent_of(m.percentage, None)) for m in http.mirrors or []]
     if http.mirror is not None:
-        targets.append((http.mirror, http.mirror_percentage))
-    for dest, pct in targets:
+        targets.append((http.mirror, _percent_of(http.mirror_percentage, http.mirror_percent)))
+    for dest, percent in targets:
+        if percent == 0:
+            continue  # Istio mirrors nothing rather than a share of nothing
         port = dest.port.number if dest.port is not None else 0
         policy = rc.RouteAction.RequestMirrorPolicy(
             cluster=names.outbound_cluster(port or 80, dest.subset or "", dest.host)
         )
-        if pct is not None:
-            policy.runtime_fraction.default_value.CopyFrom(_fraction(pct.value))
+        policy.runtime_fraction.default_value.CopyFrom(_fraction(percent))
         yield policy
+
+
+def _percent_of(percentage: Any, deprecated: int | None, default: float = 100.0) -> float:
+    """A share in percent: `percentage` when set, else the deprecated integer form, else
+    `default`."""
+    if percentage is not None:
+        return float(percentage.value)
+    if deprecated is not None:
+        return float(deprecated)
+    return default
 
 
 def _hash_policy(
@@ -372,13 +383,15 @@ def _fault(fault: Any) -> fault_pb2.HTTPFault:
         out.delay.CopyFrom(
             common_fault.FaultDelay(
                 fixed_delay=istio_duration(d.fixed_delay),
-                percentage=_fraction(d.percentage.value if d.percentage is not None else 100.0),
+                # As Istio documents: without a percentage, no request is delayed.
+                percentage=_fraction(_percent_of(d.percentage, d.percent, default=0.0)),
             )
         )
     if fault.abort is not None:
         a = fault.abort
         abort = fault_pb2.FaultAbort(
-            percentage=_fraction(a.percentage.value if a.percentage is not None else 100.0)
+            # As Istio documents: without a percentage, no request is aborted.
+            percentage=_fraction(_percent_of(a.percentage, None, default=0.0))
         )
         if a.grpc_status is not None:
             abort.grpc_status = _grpc_code(a.grpc_status)

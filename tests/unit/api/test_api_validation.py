@@ -464,3 +464,18 @@ def test_a_protocol_default_port_needs_a_scheme_with_one(errors_of: Errors) -> N
         VS + "spec.http[0].redirect.derivePort: scheme 'ftp' has no default port "
         "(use scheme http or https, or set 'port')"
     ]
+
+
+def test_deprecated_integer_percents_are_percentages(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [ratings]
+  http:
+  - fault: {delay: {fixedDelay: 1s, percent: 101}}
+    mirror: {host: details}
+    mirrorPercent: 150
+    route: [{destination: {host: ratings}}]
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0].fault.delay.percent: 101 is too large; must be at most 100",
+        VS + "spec.http[0].mirrorPercent: 150 is too large; must be at most 100",
+    ]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
 
 from tests.unit.xds.conftest import SnapshotFactory
 from weft.snapshot.proxy import Proxy
 from weft.xds.rds import http_proxy_routes
+from weft.xds.routes import FAULT_FILTER
 
 REVIEWS = "reviews.default.svc.cluster.local"
 RATINGS = "ratings.default.svc.cluster.local"
@@ -72,3 +74,62 @@ def test_redirect_ports_derived_from_the_request_or_the_protocol(
     # A new authority without a port already means the scheme's default port.
     assert (elsewhere.host_redirect, elsewhere.port_redirect) == ("details", 0)
     assert fixed.port_redirect == 8443
+
+
+def fault_of(route: rc.Route) -> fault_pb2.HTTPFault:
+    fault = fault_pb2.HTTPFault()
+    assert route.typed_per_filter_config[FAULT_FILTER].Unpack(fault)
+    return fault
+
+
+def test_fault_shares_follow_istio_including_the_deprecated_integer_percent(
+    make_snapshot: SnapshotFactory, proxy: Proxy
+) -> None:
+    snap = make_snapshot(
+        ratings_rule("""
+  - match: [{uri: {prefix: /a}}]
+    fault:
+      delay: {fixedDelay: 1s, percent: 30}
+      abort: {httpStatus: 500, percentage: {value: 2.5}}
+    route: [{destination: {host: ratings}}]
+  - match: [{uri: {prefix: /b}}]
+    fault: {delay: {fixedDelay: 1s, percent: 30, percentage: {value: 0.1}}}
+    route: [{destination: {host: ratings}}]
+  - fault: {delay: {fixedDelay: 1s}, abort: {grpcStatus: UNAVAILABLE}}
+    route: [{destination: {host: ratings}}]
+""")
+    )
+    a, b, unspecified = (fault_of(r) for r in routes_of(snap, proxy))
+    assert a.delay.percentage.numerator == 300_000  # per million
+    assert a.abort.percentage.numerator == 25_000
+    assert b.delay.percentage.numerator == 1_000  # percentage wins over percent
+    # As Istio documents: a fault without a percentage delays and aborts nothing.
+    assert unspecified.delay.percentage.numerator == 0
+    assert unspecified.abort.percentage.numerator == 0
+    assert unspecified.abort.grpc_status == 14
+
+
+def test_mirror_shares_follow_istio_including_the_deprecated_integer_percent(
+    make_snapshot: SnapshotFactory, proxy: Proxy
+) -> None:
+    snap = make_snapshot(
+        ratings_rule("""
+  - match: [{uri: {prefix: /int}}]
+    mirror: {host: details}
+    mirrorPercent: 40
+    route: [{destination: {host: ratings}}]
+  - match: [{uri: {prefix: /none}}]
+    mirror: {host: details}
+    mirrorPercentage: {value: 0}
+    route: [{destination: {host: ratings}}]
+  - mirrors:
+    - {destination: {host: details}}
+    - {destination: {host: reviews}, percentage: {value: 12.5}}
+    - {destination: {host: productpage}, percentage: {value: 0}}
+    route: [{destination: {host: ratings}}]
+""")
+    )
+    share, none, several = (r.route.request_mirror_policies for r in routes_of(snap, proxy))
+    assert [m.runtime_fraction.default_value.numerator for m in share] == [400_000]
+    assert list(none) == []  # a zero share mirrors nothing at all
+    assert [m.runtime_fraction.default_value.numerator for m in several] == [1_000_000, 125_000]
