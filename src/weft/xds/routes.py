@@ -241,7 +241,7 @@ def _route_action(vs: VirtualService, http: Any, target: RouteTarget) -> rc.Rout
             action.regex_rewrite.substitution = rw.uri_regex_rewrite.rewrite
         if rw.authority is not None:
             action.host_rewrite_literal = rw.authority
-    for mirror in _mirrors(http):
+    for mirror in _mirrors(vs, http, target):
         action.request_mirror_policies.append(mirror)
     hash_policy = _hash_policy(vs, destinations, target)
     if hash_policy is not None:
@@ -270,17 +270,17 @@ def _retry_policy(retries: Any) -> rc.RetryPolicy:
     return policy
 
 
-def _mirrors(http: Any) -> Iterator[rc.RouteAction.RequestMirrorPolicy]:
+def _mirrors(
+    vs: VirtualService, http: Any, target: RouteTarget
+) -> Iterator[rc.RouteAction.RequestMirrorPolicy]:
+    """Mirror destinations resolve as route destinations do (short names, implied ports)."""
     targets = [(m.destination, _percent_of(m.percentage, None)) for m in http.mirrors or []]
     if http.mirror is not None:
         targets.append((http.mirror, _percent_of(http.mirror_percentage, http.mirror_percent)))
     for dest, percent in targets:
         if percent == 0:
             continue  # Istio mirrors nothing rather than a share of nothing
-        port = dest.port.number if dest.port is not None else 0
-        policy = rc.RouteAction.RequestMirrorPolicy(
-            cluster=names.outbound_cluster(port or 80, dest.subset or "", dest.host)
-        )
+        policy = rc.RouteAction.RequestMirrorPolicy(cluster=destination_cluster(vs, dest, target))
         policy.runtime_fraction.default_value.CopyFrom(_fraction(percent))
         yield policy
 

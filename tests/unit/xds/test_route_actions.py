@@ -133,3 +133,27 @@ def test_mirror_shares_follow_istio_including_the_deprecated_integer_percent(
     assert [m.runtime_fraction.default_value.numerator for m in share] == [400_000]
     assert list(none) == []  # a zero share mirrors nothing at all
     assert [m.runtime_fraction.default_value.numerator for m in several] == [1_000_000, 125_000]
+
+
+def test_mirror_hosts_resolve_like_destinations(
+    make_snapshot: SnapshotFactory, proxy: Proxy
+) -> None:
+    snap = make_snapshot(
+        ratings_rule("""
+  - match: [{uri: {prefix: /one}}]
+    mirror: {host: reviews, subset: v2}
+    route: [{destination: {host: ratings}}]
+  - mirrors:
+    - {destination: {host: details.default.svc.cluster.local, port: {number: 9080}}}
+    - {destination: {host: unknown}}
+    route: [{destination: {host: ratings}}]
+""")
+    )
+    one, several = (r.route.request_mirror_policies for r in routes_of(snap, proxy))
+    # A short name is the VirtualService's namespace's; the port is the service's only one.
+    assert [m.cluster for m in one] == [f"outbound|9080|v2|{REVIEWS}"]
+    assert [m.cluster for m in several] == [
+        "outbound|9080||details.default.svc.cluster.local",
+        # Not in the registry: the port being routed, as for a route destination.
+        "outbound|9080||unknown.default.svc.cluster.local",
+    ]
