@@ -20,6 +20,7 @@ from weft.registry.model import Service
 from weft.snapshot.proxy import Proxy
 from weft.snapshot.snapshot import Snapshot
 from weft.xds import names
+from weft.xds.policy import effective_policy
 from weft.xds.protos import duration, istio_duration, pack
 
 FAULT_FILTER = "envoy.filters.http.fault"
@@ -45,15 +46,19 @@ class RouteTarget:
 
 
 def default_route(target: RouteTarget) -> rc.Route:
-    """A service with no VirtualService: everything to all its endpoints."""
-    cluster = names.outbound_cluster(target.port, "", target.service.hostname)
-    return rc.Route(
-        name="default",
-        match=rc.RouteMatch(prefix="/"),
-        route=rc.RouteAction(
-            cluster=cluster, timeout=duration(0), retry_policy=default_retry_policy()
-        ),
+    """A service with no VirtualService: everything to all its endpoints. Reads the service's
+    DestinationRule for a hash key."""
+    host = target.service.hostname
+    action = rc.RouteAction(
+        cluster=names.outbound_cluster(target.port, "", host),
+        timeout=duration(0),
+        retry_policy=default_retry_policy(),
     )
+    # The service's DestinationRule may hash requests to its endpoints: give it the key.
+    hash_policy = _hash_policy(host, target.port, "", target)
+    if hash_policy is not None:
+        action.hash_policy.append(hash_policy)
+    return rc.Route(name="default", match=rc.RouteMatch(prefix="/"), route=action)
 
 
 def default_retry_policy() -> rc.RetryPolicy:
@@ -243,9 +248,7 @@ def _route_action(vs: VirtualService, http: Any, target: RouteTarget) -> rc.Rout
             action.host_rewrite_literal = rw.authority
     for mirror in _mirrors(vs, http, target):
         action.request_mirror_policies.append(mirror)
-    hash_policy = _hash_policy(vs, destinations, target)
-    if hash_policy is not None:
-        action.hash_policy.append(hash_policy)
+    action.hash_policy.extend(_hash_policies(vs, destinations, target))
     return action
 
 
@@ -295,18 +298,30 @@ def _percent_of(percentage: Any, deprecated: int | None, default: float = 100.0)
     return default
 
 
-def _hash_policy(
+def _hash_policies(
     vs: VirtualService, destinations: list[Any], target: RouteTarget
+) -> list[rc.RouteAction.HashPolicy]:
+    """The hash key of each destination's cluster, from the policy of exactly that cluster
+    (its host, subset and port); Envoy hashes a request once, over every key listed."""
+    found: list[rc.RouteAction.HashPolicy] = []
+    for d in destinations:
+        host = fqdn(d.destination.host, vs.metadata.namespace)
+        number = d.destination.port.number if d.destination.port is not None else None
+        port = destination_port(target.snap.service(host), number, target.port)
+        policy = _hash_policy(host, port, d.destination.subset or "", target)
+        if policy is not None and policy not in found:
+            found.append(policy)
+    return found
+
+
+def _hash_policy(
+    host: str, port: int, subset: str, target: RouteTarget
 ) -> rc.RouteAction.HashPolicy | None:
-    if not destinations:
-        return None
-    host = fqdn(destinations[0].destination.host, vs.metadata.namespace)
     dr = target.snap.destination_rule_for(host, target.proxy.namespace)
-    lb = dr.spec.traffic_policy.load_balancer if dr and dr.spec.traffic_policy else None
-    ch = lb.consistent_hash if lb is not None else None
-    if ch is None:
+    lb = effective_policy(dr, port, subset).load_balancer
+    if lb is None or lb.consistent_hash is None:
         return None
-    return consistent_hash_policy(ch)
+    return consistent_hash_policy(lb.consistent_hash)
 
 
 def consistent_hash_policy(ch: Any) -> rc.RouteAction.HashPolicy:

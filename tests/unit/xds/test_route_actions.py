@@ -157,3 +157,79 @@ def test_mirror_hosts_resolve_like_destinations(
         # Not in the registry: the port being routed, as for a route destination.
         "outbound|9080||unknown.default.svc.cluster.local",
     ]
+
+
+HASHED_RULE = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpHeaderName: x-everyone}}
+    portLevelSettings:
+    - port: {number: 9080}
+      loadBalancer: {consistentHash: {httpQueryParameterName: user}}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: session, ttl: 60s}}}}
+  - name: v3
+    labels: {version: v3}
+    trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: details}
+spec:
+  host: details
+  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}
+"""
+
+
+def hash_keys(route: rc.Route) -> list[str]:
+    keys: list[str] = []
+    for policy in route.route.hash_policy:
+        kind = policy.WhichOneof("policy_specifier")
+        if kind == "header":
+            keys.append(f"header {policy.header.header_name}")
+        elif kind == "cookie":
+            keys.append(f"cookie {policy.cookie.name} {policy.cookie.ttl.seconds}s")
+        elif kind == "query_parameter":
+            keys.append(f"query {policy.query_parameter.name}")
+        else:
+            keys.append(f"source ip {policy.connection_properties.source_ip}")
+    return keys
+
+
+def test_hash_keys_come_from_the_policy_of_each_destination(
+    make_snapshot: SnapshotFactory, proxy: Proxy
+) -> None:
+    snap = make_snapshot(
+        HASHED_RULE,
+        """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {split: {exact: "yes"}}}]
+    route:
+    - {destination: {host: reviews, subset: v1}, weight: 50}
+    - {destination: {host: reviews, subset: v2}, weight: 50}
+  - match: [{headers: {plain: {exact: "yes"}}}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - route: [{destination: {host: reviews}}]
+""",
+    )
+    split, plain, whole = routes_of(snap, proxy, REVIEWS)
+    assert hash_keys(split) == ["header x-user", "cookie session 60s"]
+    assert hash_keys(plain) == []  # v3 balances round robin: no key
+    assert hash_keys(whole) == ["query user"]  # the port's setting beats the rule's
+    # A service without a VirtualService still hashes by its rule's key.
+    (default,) = routes_of(snap, proxy, "details.default.svc.cluster.local")
+    assert hash_keys(default) == ["source ip True"]
