@@ -479,3 +479,26 @@ def test_deprecated_integer_percents_are_percentages(errors_of: Errors) -> None:
         VS + "spec.http[0].fault.delay.percent: 101 is too large; must be at most 100",
         VS + "spec.http[0].mirrorPercent: 150 is too large; must be at most 100",
     ]
+
+
+def test_passthrough_load_balancing_is_refused_with_why(errors_of: Errors) -> None:
+    text = obj(
+        "DestinationRule",
+        """
+  host: reviews
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      portLevelSettings:
+      - port: {number: 9080}
+        loadBalancer: {simple: PASSTHROUGH}
+""",
+    )
+    assert errors_of(text) == [
+        "mesh.yaml: DestinationRule shop/thing: "
+        "spec.subsets[0].trafficPolicy.portLevelSettings[0].loadBalancer.simple: PASSTHROUGH "
+        "is not supported: it forwards to the address the client connected to, and a Weft "
+        "sidecar receives outbound requests as their HTTP proxy, so that address is the sidecar "
+        "itself (use ROUND_ROBIN, LEAST_REQUEST or RANDOM)"
+    ]
