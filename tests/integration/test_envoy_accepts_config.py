@@ -89,6 +89,7 @@ spec:
     portLevelSettings:
     - port: {number: 9080}
       loadBalancer: {simple: RANDOM}
+      connectionPool: {http: {h2UpgradePolicy: UPGRADE}}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService

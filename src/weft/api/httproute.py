@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import base64
+import binascii
+import builtins
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -56,6 +59,10 @@ class HTTPRouteDestination(IstioModel):
     headers: Headers | None = None
 
 
+# The port a URL scheme implies (a redirect's derivePort FROM_PROTOCOL_DEFAULT).
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 class HTTPRedirect(IstioModel):
     uri: str | None = None
     authority: str | None = None
@@ -70,6 +77,23 @@ class HTTPBody(IstioModel):
 
     string: str | None = None
     bytes: str | None = None
+
+    def content(self) -> builtins.bytes:
+        """The body as sent: the text in UTF-8, or the bytes decoded (ValueError if they are
+        not base64)."""
+        if self.bytes is not None:
+            return decode_base64(self.bytes)
+        return (self.string or "").encode()
+
+
+def decode_base64(text: str) -> builtins.bytes:
+    """Standard or URL-safe base64, padded or not (protobuf's JSON form of bytes accepts all)."""
+    normal = text.strip().replace("-", "+").replace("_", "/")
+    normal += "=" * (-len(normal) % 4)
+    try:
+        return base64.b64decode(normal, validate=True)
+    except binascii.Error:
+        raise ValueError(f"{text!r} is not base64") from None
 
 
 class HTTPDirectResponse(IstioModel):
@@ -106,7 +130,7 @@ class Delay(IstioModel):
     fixed_delay: Duration | None = None
     exponential_delay: Duration | None = None
     percentage: Percent | None = None
-    percent: int | None = None  # deprecated integer form of percentage
+    percent: Annotated[int, Field(ge=0, le=100)] | None = None  # deprecated: use percentage
 
 
 class Abort(IstioModel):
@@ -114,6 +138,15 @@ class Abort(IstioModel):
     grpc_status: str | None = None
     http2_error: str | None = None
     percentage: Percent | None = None
+
+
+# gRPC status codes by name, in code order (the index is the code).
+GRPC_STATUS_CODES = (
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "UNAUTHENTICATED",
+)  # fmt: skip
 
 
 class HTTPFaultInjection(IstioModel):
@@ -152,7 +185,7 @@ class HTTPRoute(IstioModel):
     fault: HTTPFaultInjection | None = None
     mirror: Destination | None = None
     mirrors: list[HTTPMirrorPolicy] = Field(default_factory=list)
-    mirror_percent: int | None = None  # deprecated integer form of mirrorPercentage
+    mirror_percent: Annotated[int, Field(ge=0, le=100)] | None = None  # deprecated
     mirror_percentage: Percent | None = None
     cors_policy: CorsPolicy | None = None
     headers: Headers | None = None

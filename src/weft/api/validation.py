@@ -105,6 +105,17 @@ def _traffic_policy(field: str, policy: TrafficPolicy) -> Problems:
 
 
 def _load_balancer(field: str, lb: LoadBalancerSettings) -> Problems:
+    if lb.simple == "PASSTHROUGH":
+        # Istio forwards to the connection's original destination (an ORIGINAL_DST cluster).
+        # Weft's sidecars take outbound traffic as an HTTP proxy, not by capture, so that
+        # destination is the sidecar itself: the cluster would loop back into it.
+        yield problem(
+            f"{field}.simple",
+            "PASSTHROUGH is not supported: it forwards to the address the client connected "
+            "to, and a Weft sidecar receives outbound requests as their HTTP proxy, so that "
+            "address is the sidecar itself",
+            "use ROUND_ROBIN, LEAST_REQUEST or RANDOM",
+        )
     if lb.simple is not None and lb.consistent_hash is not None:
         yield problem(field, "sets both simple and consistentHash", "keep only one of them")
     if lb.consistent_hash is not None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from weft.api.durations import parse_duration
 from weft.api.httproute import (
+    DEFAULT_PORTS,
+    GRPC_STATUS_CODES,
+    Abort,
     CorsPolicy,
+    Delay,
     HTTPDirectResponse,
     HTTPFaultInjection,
     HTTPMatchRequest,
@@ -26,6 +31,8 @@ from weft.api.validation_common import (
 from weft.api.virtualservice import TCPRoute, TLSRoute, VirtualService, VirtualServiceSpec
 
 _REDIRECT_CODES = (301, 302, 303, 307, 308)
+# Envoy's limit for a route table that does not raise it (max_direct_response_body_size_bytes).
+MAX_DIRECT_RESPONSE_BYTES = 4096
 
 
 def validate_virtual_service(vs: VirtualService) -> Problems:
@@ -154,6 +161,13 @@ def _redirect(field: str, redirect: HTTPRedirect) -> Problems:
         )
     if redirect.port is not None and redirect.derive_port is not None:
         yield problem(field, "sets both port and derivePort", "keep only one of them")
+    scheme = (redirect.scheme or "http").lower()
+    if redirect.derive_port == "FROM_PROTOCOL_DEFAULT" and scheme not in DEFAULT_PORTS:
+        yield problem(
+            f"{field}.derivePort",
+            f"scheme {redirect.scheme!r} has no default port",
+            "use scheme http or https, or set 'port'",
+        )
 
 
 def _direct_response(field: str, response: HTTPDirectResponse) -> Problems:
@@ -164,8 +178,26 @@ def _direct_response(field: str, response: HTTPDirectResponse) -> Problems:
             "use an HTTP status code such as 200, 404 or 503",
         )
     body = response.body
-    if body is not None and body.string is not None and body.bytes is not None:
+    if body is None:
+        return
+    if body.string is not None and body.bytes is not None:
         yield problem(f"{field}.body", "sets both string and bytes", "keep only one of them")
+        return
+    try:
+        size = len(body.content())
+    except ValueError as exc:
+        yield problem(
+            f"{field}.body.bytes", str(exc), "encode the body in base64, e.g. 'aGVsbG8=' for hello"
+        )
+        return
+    if size > MAX_DIRECT_RESPONSE_BYTES:
+        # Envoy refuses the whole route table when one body is over its limit.
+        yield problem(
+            f"{field}.body",
+            f"body is {size} bytes; a direct response body is at most "
+            f"{MAX_DIRECT_RESPONSE_BYTES} bytes",
+            "shorten the body, or serve it from a service",
+        )
 
 
 def _rewrite(field: str, rewrite: HTTPRewrite) -> Problems:
@@ -177,19 +209,58 @@ def _rewrite(field: str, rewrite: HTTPRewrite) -> Problems:
 
 
 def _fault(field: str, fault: HTTPFaultInjection) -> Problems:
-    delay = fault.delay
-    if delay is not None and delay.fixed_delay is None and delay.exponential_delay is None:
-        yield problem(f"{field}.delay", "has no fixedDelay", "add 'fixedDelay: 5s'")
-    abort = fault.abort
-    if abort is None:
+    if fault.delay is None and fault.abort is None:
+        yield problem(
+            field, "fault has no delay or abort", "add 'delay' or 'abort', or drop 'fault'"
+        )
+    if fault.delay is not None:
+        yield from _delay(f"{field}.delay", fault.delay)
+    if fault.abort is not None:
+        yield from _abort(f"{field}.abort", fault.abort)
+
+
+def _delay(field: str, delay: Delay) -> Problems:
+    if delay.exponential_delay is not None:
+        # Istio refuses it too: Envoy has no exponential delay to translate it to.
+        yield problem(
+            f"{field}.exponentialDelay",
+            "exponentialDelay is not supported",
+            "use 'fixedDelay', e.g. 'fixedDelay: 5s'",
+        )
+    elif delay.fixed_delay is None:
+        yield problem(field, "has no fixedDelay", "add 'fixedDelay: 5s'")
+    elif parse_duration(delay.fixed_delay) < 0.001:
+        yield problem(
+            f"{field}.fixedDelay",
+            f"delay {delay.fixed_delay!r} is shorter than 1ms",
+            "use a delay of at least 1ms, or drop the delay",
+        )
+
+
+def _abort(field: str, abort: Abort) -> Problems:
+    if abort.http2_error is not None:
+        # Istio refuses it too: Envoy's fault filter cannot reset a stream with an HTTP/2 error.
+        yield problem(
+            f"{field}.http2Error",
+            "http2Error is not supported",
+            "abort with 'httpStatus' (e.g. 503) or 'grpcStatus' (e.g. UNAVAILABLE)",
+        )
         return
-    if abort.http_status is None and abort.grpc_status is None and abort.http2_error is None:
-        yield problem(f"{field}.abort", "has no httpStatus", "add 'httpStatus: 503'")
+    if abort.http_status is None and abort.grpc_status is None:
+        yield problem(field, "has no httpStatus", "add 'httpStatus: 503'")
+    elif abort.http_status is not None and abort.grpc_status is not None:
+        yield problem(field, "sets both httpStatus and grpcStatus", "keep only one of them")
     elif abort.http_status is not None and not 200 <= abort.http_status <= 599:
         yield problem(
-            f"{field}.abort.httpStatus",
+            f"{field}.httpStatus",
             f"status {abort.http_status} is out of range 200..599",
             "use an HTTP status code such as 500 or 503",
+        )
+    elif abort.grpc_status is not None and abort.grpc_status.upper() not in GRPC_STATUS_CODES:
+        yield problem(
+            f"{field}.grpcStatus",
+            f"{abort.grpc_status!r} is not a gRPC status name",
+            "use a name such as UNAVAILABLE, INTERNAL or DEADLINE_EXCEEDED",
         )
 
 

@@ -241,10 +241,8 @@ def _apply_policy(cluster: cluster_pb2.Cluster, policy: EffectivePolicy, port: S
     lb = policy.load_balancer
     if lb is not None:
         if lb.simple is not None:
-            if lb.simple == "PASSTHROUGH":
-                cluster.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
-            else:
-                cluster.lb_policy = _LB[lb.simple]
+            # PASSTHROUGH never gets here: validation refuses it (see _load_balancer there).
+            cluster.lb_policy = _LB[lb.simple]
         elif lb.consistent_hash is not None:
             ch = lb.consistent_hash
             if ch.maglev is not None:

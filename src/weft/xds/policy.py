@@ -7,10 +7,14 @@ from typing import Any
 
 from weft.api import DestinationRule
 
+_FIELDS = ("load_balancer", "connection_pool", "outlier_detection", "tls")
+
 
 @dataclass(frozen=True)
 class EffectivePolicy:
-    """The most specific setting of each part: subset+port, subset, rule+port, rule."""
+    """The policy of one cluster. As Istio documents, port level settings replace the level
+    they belong to as a whole (what they leave out is the default, not inherited), and a
+    subset's policy overrides the rule's part by part."""
 
     load_balancer: Any = None
     connection_pool: Any = None
@@ -18,35 +22,27 @@ class EffectivePolicy:
     tls: Any = None
 
 
-_FIELDS = ("load_balancer", "connection_pool", "outlier_detection", "tls")
-
-
-def _port_level(policy: Any, port: int) -> Any:
+def _at_port(policy: Any, port: int) -> tuple[dict[str, Any], bool]:
+    """The parts one level sets for `port`, and whether port level settings decided them."""
     if policy is None:
-        return None
+        return {}, False
     for setting in policy.port_level_settings or []:
         if setting.port is not None and setting.port.number == port:
-            return setting
-    return None
+            return {name: getattr(setting, name) for name in _FIELDS}, True
+    return {name: getattr(policy, name) for name in _FIELDS}, False
 
 
 def effective_policy(dr: DestinationRule | None, port: int, subset: str = "") -> EffectivePolicy:
     if dr is None:
         return EffectivePolicy()
-    top = dr.spec.traffic_policy
-    levels: list[Any] = [top, _port_level(top, port)]
+    chosen, _ = _at_port(dr.spec.traffic_policy, port)
     if subset:
         for s in dr.spec.subsets or []:
             if s.name == subset and s.traffic_policy is not None:
-                levels += [s.traffic_policy, _port_level(s.traffic_policy, port)]
-    chosen: dict[str, Any] = {}
-    for level in levels:
-        if level is None:
-            continue
-        for name in _FIELDS:
-            value = getattr(level, name, None)
-            if value is not None:
-                chosen[name] = value
+                parts, whole = _at_port(s.traffic_policy, port)
+                for name, value in parts.items():
+                    if value is not None or whole:
+                        chosen[name] = value
     return EffectivePolicy(**chosen)
 
 

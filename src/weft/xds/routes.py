@@ -15,9 +15,11 @@ from envoy.type.v3 import percent_pb2
 
 from weft.api import DestinationRule, VirtualService
 from weft.api.hosts import fqdn
+from weft.api.httproute import DEFAULT_PORTS, GRPC_STATUS_CODES
 from weft.registry.model import Service
 from weft.snapshot.indexes import DestinationRuleIndex
 from weft.xds import names
+from weft.xds.policy import effective_policy
 from weft.xds.protos import duration, istio_duration, pack
 
 FAULT_FILTER = "envoy.filters.http.fault"
@@ -52,15 +54,19 @@ class RouteTarget:
 
 
 def default_route(target: RouteTarget) -> rc.Route:
-    """A service with no VirtualService: everything to all its endpoints."""
-    cluster = names.outbound_cluster(target.port, "", target.service.hostname)
-    return rc.Route(
-        name="default",
-        match=rc.RouteMatch(prefix="/"),
-        route=rc.RouteAction(
-            cluster=cluster, timeout=duration(0), retry_policy=default_retry_policy()
-        ),
+    """A service with no VirtualService: everything to all its endpoints. Reads the service's
+    DestinationRule for a hash key."""
+    host = target.service.hostname
+    action = rc.RouteAction(
+        cluster=names.outbound_cluster(target.port, "", host),
+        timeout=duration(0),
+        retry_policy=default_retry_policy(),
     )
+    # The service's DestinationRule may hash requests to its endpoints: give it the key.
+    hash_policy = _hash_policy(host, target.port, "", target)
+    if hash_policy is not None:
+        action.hash_policy.append(hash_policy)
+    return rc.Route(name="default", match=rc.RouteMatch(prefix="/"), route=action)
 
 
 def default_retry_policy() -> rc.RetryPolicy:
@@ -136,11 +142,13 @@ def _route(vs: VirtualService, http: Any, index: int, match: Any, target: RouteT
     route = rc.Route(name=http.name or f"{vs.metadata.namespace}/{vs.metadata.name}[{index}]")
     route.match.CopyFrom(_route_match(match))
     if http.redirect is not None:
-        route.redirect.CopyFrom(_redirect(http.redirect))
+        route.redirect.CopyFrom(_redirect(http.redirect, target.port))
     elif http.direct_response is not None:
         dr = http.direct_response
         route.direct_response.status = dr.status
-        if dr.body is not None and dr.body.string is not None:
+        if dr.body is not None and dr.body.bytes is not None:
+            route.direct_response.body.inline_bytes = dr.body.content()
+        elif dr.body is not None and dr.body.string is not None:
             route.direct_response.body.inline_string = dr.body.string
     else:
         route.route.CopyFrom(_route_action(vs, http, target))
@@ -246,11 +254,9 @@ def _route_action(vs: VirtualService, http: Any, target: RouteTarget) -> rc.Rout
             action.regex_rewrite.substitution = rw.uri_regex_rewrite.rewrite
         if rw.authority is not None:
             action.host_rewrite_literal = rw.authority
-    for mirror in _mirrors(http):
+    for mirror in _mirrors(vs, http, target):
         action.request_mirror_policies.append(mirror)
-    hash_policy = _hash_policy(vs, destinations, target)
-    if hash_policy is not None:
-        action.hash_policy.append(hash_policy)
+    action.hash_policy.extend(_hash_policies(vs, destinations, target))
     return action
 
 
@@ -275,32 +281,55 @@ def _retry_policy(retries: Any) -> rc.RetryPolicy:
     return policy
 
 
-def _mirrors(http: Any) -> Iterator[rc.RouteAction.RequestMirrorPolicy]:
-    targets = [(m.destination, m.percentage) for m in http.mirrors or []]
+def _mirrors(
+    vs: VirtualService, http: Any, target: RouteTarget
+) -> Iterator[rc.RouteAction.RequestMirrorPolicy]:
+    """Mirror destinations resolve as route destinations do (short names, implied ports)."""
+    targets = [(m.destination, _percent_of(m.percentage, None)) for m in http.mirrors or []]
     if http.mirror is not None:
-        targets.append((http.mirror, http.mirror_percentage))
-    for dest, pct in targets:
-        port = dest.port.number if dest.port is not None else 0
-        policy = rc.RouteAction.RequestMirrorPolicy(
-            cluster=names.outbound_cluster(port or 80, dest.subset or "", dest.host)
-        )
-        if pct is not None:
-            policy.runtime_fraction.default_value.CopyFrom(_fraction(pct.value))
+        targets.append((http.mirror, _percent_of(http.mirror_percentage, http.mirror_percent)))
+    for dest, percent in targets:
+        if percent == 0:
+            continue  # Istio mirrors nothing rather than a share of nothing
+        policy = rc.RouteAction.RequestMirrorPolicy(cluster=destination_cluster(vs, dest, target))
+        policy.runtime_fraction.default_value.CopyFrom(_fraction(percent))
         yield policy
 
 
-def _hash_policy(
+def _percent_of(percentage: Any, deprecated: int | None, default: float = 100.0) -> float:
+    """A share in percent: `percentage` when set, else the deprecated integer form, else
+    `default`."""
+    if percentage is not None:
+        return float(percentage.value)
+    if deprecated is not None:
+        return float(deprecated)
+    return default
+
+
+def _hash_policies(
     vs: VirtualService, destinations: list[Any], target: RouteTarget
+) -> list[rc.RouteAction.HashPolicy]:
+    """The hash key of each destination's cluster, from the policy of exactly that cluster
+    (its host, subset and port); Envoy hashes a request once, over every key listed."""
+    found: list[rc.RouteAction.HashPolicy] = []
+    for d in destinations:
+        host = fqdn(d.destination.host, vs.metadata.namespace)
+        number = d.destination.port.number if d.destination.port is not None else None
+        port = destination_port(target.services.get(host), number, target.port)
+        policy = _hash_policy(host, port, d.destination.subset or "", target)
+        if policy is not None and policy not in found:
+            found.append(policy)
+    return found
+
+
+def _hash_policy(
+    host: str, port: int, subset: str, target: RouteTarget
 ) -> rc.RouteAction.HashPolicy | None:
-    if not destinations:
-        return None
-    host = fqdn(destinations[0].destination.host, vs.metadata.namespace)
     dr = target.rule_for(host)
-    lb = dr.spec.traffic_policy.load_balancer if dr and dr.spec.traffic_policy else None
-    ch = lb.consistent_hash if lb is not None else None
-    if ch is None:
+    lb = effective_policy(dr, port, subset).load_balancer
+    if lb is None or lb.consistent_hash is None:
         return None
-    return consistent_hash_policy(ch)
+    return consistent_hash_policy(lb.consistent_hash)
 
 
 def consistent_hash_policy(ch: Any) -> rc.RouteAction.HashPolicy:
@@ -320,16 +349,23 @@ def consistent_hash_policy(ch: Any) -> rc.RouteAction.HashPolicy:
     return hp
 
 
-def _redirect(redirect: Any) -> rc.RedirectAction:
+def _redirect(redirect: Any, port: int) -> rc.RedirectAction:
     ra = rc.RedirectAction(response_code=_REDIRECT_CODES.get(redirect.redirect_code or 301, 0))
     if redirect.uri:
         ra.path_redirect = redirect.uri
     if redirect.authority:
         ra.host_redirect = redirect.authority
-    if redirect.port:
-        ra.port_redirect = redirect.port
     if redirect.scheme:
         ra.scheme_redirect = redirect.scheme
+    if redirect.port:
+        ra.port_redirect = redirect.port
+    elif redirect.derive_port == "FROM_REQUEST_PORT":
+        # Envoy cannot copy the request's port, but this route only serves requests to `port`.
+        ra.port_redirect = port
+    elif redirect.derive_port == "FROM_PROTOCOL_DEFAULT" and not redirect.authority:
+        # Left alone, Envoy keeps the port of the request's Host; a new authority has none.
+        # The sidecar's outbound listener speaks plain HTTP, so the request's scheme is http.
+        ra.port_redirect = DEFAULT_PORTS[(redirect.scheme or "http").lower()]
     return ra
 
 
@@ -370,13 +406,15 @@ def _fault(fault: Any) -> fault_pb2.HTTPFault:
         out.delay.CopyFrom(
             common_fault.FaultDelay(
                 fixed_delay=istio_duration(d.fixed_delay),
-                percentage=_fraction(d.percentage.value if d.percentage is not None else 100.0),
+                # As Istio documents: without a percentage, no request is delayed.
+                percentage=_fraction(_percent_of(d.percentage, d.percent, default=0.0)),
             )
         )
     if fault.abort is not None:
         a = fault.abort
         abort = fault_pb2.FaultAbort(
-            percentage=_fraction(a.percentage.value if a.percentage is not None else 100.0)
+            # As Istio documents: without a percentage, no request is aborted.
+            percentage=_fraction(_percent_of(a.percentage, None, default=0.0))
         )
         if a.grpc_status is not None:
             abort.grpc_status = _grpc_code(a.grpc_status)
@@ -386,15 +424,5 @@ def _fault(fault: Any) -> fault_pb2.HTTPFault:
     return out
 
 
-_GRPC_CODES = [
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-    "UNAUTHENTICATED",
-]  # fmt: skip
-
-
-def _grpc_code(status: str | int) -> int:
-    if isinstance(status, int) or str(status).isdigit():
-        return int(status)
-    return _GRPC_CODES.index(str(status).upper())
+def _grpc_code(status: str) -> int:
+    return GRPC_STATUS_CODES.index(status.upper())

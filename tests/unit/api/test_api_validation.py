@@ -13,6 +13,7 @@ from weft.api import (
     ObjectMeta,
     VirtualService,
     VirtualServiceSpec,
+    load_yaml,
     validate,
 )
 from weft.api.regex import re2_error
@@ -196,8 +197,6 @@ def test_virtual_service_without_hosts(errors_of: Errors) -> None:
 
 
 def test_virtual_service_without_hosts_is_a_valid_delegate() -> None:
-    from weft.api import load_yaml
-
     text = vs("""
   http: [{match: [{uri: {prefix: /reviews}}], route: [{destination: {host: reviews}}]}]
 """)
@@ -307,8 +306,6 @@ def test_workload_entry_needs_an_address_unless_on_another_network(errors_of: Er
         "mesh.yaml: WorkloadEntry shop/thing: spec.address: workload has no address "
         "(set 'address' (IP, DNS name or unix:///path), or 'network' for a remote network)"
     ]
-    from weft.api import load_yaml
-
     assert load_yaml(obj("WorkloadEntry", "  network: vpc-2\n"), "we.yaml")
 
 
@@ -376,4 +373,132 @@ def test_workload_group_probe_takes_one_check(errors_of: Errors) -> None:
     assert errors_of(text) == [
         "mesh.yaml: WorkloadGroup shop/thing: spec.probe: probe sets 2 health checks; it takes "
         "exactly one (use one of httpGet, tcpSocket, exec or grpc)"
+    ]
+
+
+def fault_rule(fault: str) -> str:
+    return vs(f"""
+  hosts: [ratings]
+  http:
+  - fault: {fault}
+    route: [{{destination: {{host: ratings}}}}]
+""")
+
+
+@pytest.mark.parametrize(
+    ("fault", "problem"),
+    [
+        (
+            "{abort: {http2Error: REFUSED_STREAM}}",
+            "spec.http[0].fault.abort.http2Error: http2Error is not supported (abort with "
+            "'httpStatus' (e.g. 503) or 'grpcStatus' (e.g. UNAVAILABLE))",
+        ),
+        (
+            "{delay: {exponentialDelay: 1s}}",
+            "spec.http[0].fault.delay.exponentialDelay: exponentialDelay is not supported "
+            "(use 'fixedDelay', e.g. 'fixedDelay: 5s')",
+        ),
+        (
+            "{delay: {fixedDelay: 0s, percentage: {value: 5}}}",
+            "spec.http[0].fault.delay.fixedDelay: delay '0s' is shorter than 1ms "
+            "(use a delay of at least 1ms, or drop the delay)",
+        ),
+        (
+            "{abort: {grpcStatus: NOT_A_CODE}}",
+            "spec.http[0].fault.abort.grpcStatus: 'NOT_A_CODE' is not a gRPC status name "
+            "(use a name such as UNAVAILABLE, INTERNAL or DEADLINE_EXCEEDED)",
+        ),
+        (
+            "{abort: {httpStatus: 503, grpcStatus: UNAVAILABLE}}",
+            "spec.http[0].fault.abort: sets both httpStatus and grpcStatus (keep only one of them)",
+        ),
+        (
+            "{}",
+            "spec.http[0].fault: fault has no delay or abort "
+            "(add 'delay' or 'abort', or drop 'fault')",
+        ),
+    ],
+)
+def test_faults_envoy_cannot_inject_are_refused(
+    errors_of: Errors, fault: str, problem: str
+) -> None:
+    assert errors_of(fault_rule(fault)) == [VS + problem]
+
+
+def test_a_grpc_abort_by_name_is_accepted() -> None:
+    assert load_yaml(fault_rule("{abort: {grpcStatus: UNAVAILABLE, percentage: {value: 1}}}"), "f")
+
+
+def direct_response_rule(body: str) -> str:
+    return vs(f"""
+  hosts: [ratings]
+  http:
+  - directResponse: {{status: 200, body: {body}}}
+""")
+
+
+def test_a_direct_response_body_must_be_base64_bytes(errors_of: Errors) -> None:
+    assert errors_of(direct_response_rule("{bytes: 'not base64!'}")) == [
+        VS + "spec.http[0].directResponse.body.bytes: 'not base64!' is not base64 "
+        "(encode the body in base64, e.g. 'aGVsbG8=' for hello)"
+    ]
+    # Padding may be left out, and the URL-safe alphabet is read too.
+    assert load_yaml(direct_response_rule("{bytes: 'AAH_c3RhcnM'}"), "ok.yaml")
+
+
+def test_a_direct_response_body_over_envoys_limit_is_refused(errors_of: Errors) -> None:
+    assert errors_of(direct_response_rule("{string: '" + "x" * 4097 + "'}")) == [
+        VS + "spec.http[0].directResponse.body: body is 4097 bytes; a direct response body is at "
+        "most 4096 bytes (shorten the body, or serve it from a service)"
+    ]
+    assert load_yaml(direct_response_rule("{string: '" + "x" * 4096 + "'}"), "ok.yaml")
+
+
+def test_a_protocol_default_port_needs_a_scheme_with_one(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [ratings]
+  http:
+  - redirect: {scheme: ftp, derivePort: FROM_PROTOCOL_DEFAULT}
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0].redirect.derivePort: scheme 'ftp' has no default port "
+        "(use scheme http or https, or set 'port')"
+    ]
+
+
+def test_deprecated_integer_percents_are_percentages(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [ratings]
+  http:
+  - fault: {delay: {fixedDelay: 1s, percent: 101}}
+    mirror: {host: details}
+    mirrorPercent: 150
+    route: [{destination: {host: ratings}}]
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0].fault.delay.percent: 101 is too large; must be at most 100",
+        VS + "spec.http[0].mirrorPercent: 150 is too large; must be at most 100",
+    ]
+
+
+def test_passthrough_load_balancing_is_refused_with_why(errors_of: Errors) -> None:
+    text = obj(
+        "DestinationRule",
+        """
+  host: reviews
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      portLevelSettings:
+      - port: {number: 9080}
+        loadBalancer: {simple: PASSTHROUGH}
+""",
+    )
+    assert errors_of(text) == [
+        "mesh.yaml: DestinationRule shop/thing: "
+        "spec.subsets[0].trafficPolicy.portLevelSettings[0].loadBalancer.simple: PASSTHROUGH "
+        "is not supported: it forwards to the address the client connected to, and a Weft "
+        "sidecar receives outbound requests as their HTTP proxy, so that address is the sidecar "
+        "itself (use ROUND_ROBIN, LEAST_REQUEST or RANDOM)"
     ]
