@@ -20,14 +20,9 @@ from weft.api import (
     VirtualService,
     WorkloadEntry,
 )
+from weft.api.protocol import protocol_of_port
 from weft.api.workload import WorkloadEntrySpec
-from weft.registry.model import (
-    Endpoint,
-    Service,
-    ServicePort,
-    frozen_labels,
-    protocol_from_port_name,
-)
+from weft.registry.model import Endpoint, Service, ServicePort, frozen_labels
 from weft.snapshot.snapshot import Snapshot
 
 
@@ -133,7 +128,7 @@ def _service_entry_services(
             ServicePort(
                 p.number,
                 p.name or f"{(p.protocol or 'tcp').lower()}-{p.number}",
-                p.protocol or protocol_from_port_name(p.name or ""),
+                protocol_of_port(p.protocol, p.name),
             )
             for p in spec.ports or []
         )

@@ -19,7 +19,6 @@ NOT_IN_MESH_BODY = (
     "weft: no service in the mesh registry matches this host and port; "
     "check the Host header (e.g. reviews:9080) and `weft proxy-config routes`\n"
 )
-NON_HTTP = frozenset({"TCP", "TLS", "HTTPS", "MONGO", "MYSQL", "REDIS"})
 
 
 def generate_routes(
@@ -50,7 +49,7 @@ def route_plan(proxy: Proxy, snap: Snapshot) -> list[tuple[Service, int, tuple[s
     used: set[str] = set()
     for service in visible_services(proxy, snap):
         for port in service.ports:
-            if port.protocol in NON_HTTP:
+            if not port.protocol.routed_as_http:
                 continue
             domains = tuple(
                 d for d in vhost_domains(service, port.port, proxy.namespace) if d not in used
