@@ -21,6 +21,7 @@ from weft.agent.envoy import EnvoyProcess
 from weft.agent.mesh_identity import MeshIdentity
 from weft.agent.ports import free_port
 from weft.agent.registration import Registrar, probe_http, probe_tcp
+from weft.api.protocol import Protocol
 from weft.errors import ProxyError
 from weft.registry.model import TLS_MODE_LABEL
 from weft.snapshot.proxy import InboundPort
@@ -44,7 +45,7 @@ class RunOptions:
     inbound_port: int | None = None
     proxy_port: int | None = None
     admin_port: int | None = None
-    protocol: str = "HTTP"
+    protocol: Protocol = Protocol.HTTP
     probe_path: str | None = None
     xds: tuple[str, int] = ("127.0.0.1", 15010)
     admin: tuple[str, int] = ("127.0.0.1", 15014)
@@ -96,7 +97,7 @@ class Workload:
                     "servicePort": self.service_port,
                     "targetPort": self.inbound_port,
                     "name": opts.protocol.lower(),
-                    "protocol": opts.protocol,
+                    "protocol": opts.protocol.value,
                 }
             ],
         }

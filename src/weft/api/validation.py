@@ -11,6 +11,7 @@ from weft.api.destinationrule import DestinationRule
 from weft.api.gateway import Gateway, Server, ServerTLSSettings
 from weft.api.kinds import IstioObject
 from weft.api.peerauthentication import PeerAuthentication
+from weft.api.protocol import Protocol
 from weft.api.requestauthentication import RequestAuthentication
 from weft.api.serviceentry import ServiceEntry
 from weft.api.sidecar import IstioEgressListener, Sidecar
@@ -275,7 +276,7 @@ def _server(field: str, server: Server) -> Problems:
         yield problem(f"{field}.hosts", "server has no hosts", "list hosts, e.g. ['*']")
     for i, host in enumerate(server.hosts):
         yield from _namespaced_host(f"{field}.hosts[{i}]", host, required=False)
-    secure = port is not None and port.protocol in ("HTTPS", "TLS")
+    secure = port is not None and port.protocol is not None and Protocol.parse(port.protocol).is_tls
     if secure and server.tls is None:
         yield problem(
             f"{field}.tls",

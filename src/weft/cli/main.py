@@ -191,6 +191,7 @@ def run(
     """
     from weft.agent.run import RunOptions, run_workload
     from weft.api.durations import parse_duration
+    from weft.api.protocol import Protocol
     from weft.controlplane.address import admin_address, xds_address
 
     _setup_logging(log_level)
@@ -218,7 +219,7 @@ def run(
             inbound_port=inbound_port,
             proxy_port=proxy_port,
             admin_port=admin_port,
-            protocol=protocol.upper(),
+            protocol=Protocol.parse(protocol),
             probe_path=probe_path,
             xds=xds,
             admin=admin,

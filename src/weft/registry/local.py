@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from weft.api.protocol import Protocol
 from weft.registry.model import (
     EMPTY_LABELS,
     Endpoint,
@@ -37,7 +38,11 @@ class WorkloadPort:
     service_port: int
     target_port: int
     name: str = "http"
-    protocol: str = "HTTP"
+    protocol: Protocol = Protocol.HTTP
+
+    def __post_init__(self) -> None:
+        # Callers outside the type checker may still say "TCP"; inside it is the model.
+        object.__setattr__(self, "protocol", Protocol.of(self.protocol))
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ class Workload:
                     "servicePort": p.service_port,
                     "targetPort": p.target_port,
                     "name": p.name,
-                    "protocol": p.protocol,
+                    "protocol": p.protocol.value,
                 }
                 for p in self.ports
             ],
@@ -118,7 +123,7 @@ class Workload:
                         service_port=_port(p["servicePort"], "servicePort"),
                         target_port=_port(p["targetPort"], "targetPort"),
                         name=str(p.get("name", "http")),
-                        protocol=str(p.get("protocol", "HTTP")).upper(),
+                        protocol=Protocol.parse(str(p.get("protocol", "HTTP"))),
                     )
                     for p in data.get("ports", [])
                 )

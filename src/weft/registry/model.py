@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-Protocol = Literal["HTTP", "HTTP2", "GRPC", "TCP", "TLS", "HTTPS", "UNKNOWN"]
-HTTP_PROTOCOLS: frozenset[str] = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
+from weft.api.protocol import Protocol
 
 EMPTY_LABELS: Mapping[str, str] = MappingProxyType({})
 # On every workload that has a sidecar able to speak mesh mTLS (Istio's label).
@@ -20,27 +19,17 @@ def frozen_labels(labels: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(dict(sorted((labels or {}).items())))
 
 
-def protocol_from_port_name(name: str) -> str:
-    """Istio's protocol selection by port-name prefix: `http`, `http-web`, `grpc-x`, `tcp`..."""
-    prefix = name.split("-", 1)[0].upper()
-    if prefix in {"HTTP", "HTTP2", "GRPC", "TCP", "TLS", "HTTPS", "MONGO", "REDIS", "MYSQL"}:
-        return prefix
-    if prefix == "GRPC-WEB":
-        return "GRPC-WEB"
-    return "UNKNOWN"
-
-
 @dataclass(frozen=True, order=True)
 class ServicePort:
     """One port a service offers; `protocol` decides HTTP routing versus TCP proxying."""
 
     port: int
     name: str = "http"
-    protocol: str = "HTTP"
+    protocol: Protocol = Protocol.HTTP
 
-    @property
-    def is_http(self) -> bool:
-        return self.protocol in HTTP_PROTOCOLS
+    def __post_init__(self) -> None:
+        # Callers outside the type checker may still say "TCP"; inside it is the model.
+        object.__setattr__(self, "protocol", Protocol.of(self.protocol))
 
 
 @dataclass(frozen=True)

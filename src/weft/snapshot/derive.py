@@ -9,14 +9,9 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from weft.api import IstioObject, MeshConfig, ServiceEntry, WorkloadEntry
+from weft.api.protocol import protocol_of_port
 from weft.api.workload import WorkloadEntrySpec
-from weft.registry.model import (
-    Endpoint,
-    Service,
-    ServicePort,
-    frozen_labels,
-    protocol_from_port_name,
-)
+from weft.registry.model import Endpoint, Service, ServicePort, frozen_labels
 
 _O = TypeVar("_O", bound=IstioObject)
 
@@ -84,7 +79,7 @@ def _service_entry_services(
             ServicePort(
                 p.number,
                 p.name or f"{(p.protocol or 'tcp').lower()}-{p.number}",
-                p.protocol or protocol_from_port_name(p.name or ""),
+                protocol_of_port(p.protocol, p.name),
             )
             for p in spec.ports or []
         )

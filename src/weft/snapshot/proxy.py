@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+from weft.api.protocol import Protocol
 from weft.registry.model import EMPTY_LABELS, frozen_labels
 
 # Node metadata keys. Istio's names where Istio has one; WEFT_* for what local mode adds.
@@ -30,15 +31,19 @@ class InboundPort:
     service_port: int
     inbound_port: int
     app_port: int
-    protocol: str = "HTTP"
+    protocol: Protocol = Protocol.HTTP
     name: str = "http"
+
+    def __post_init__(self) -> None:
+        # Callers outside the type checker may still say "GRPC"; inside it is the model.
+        object.__setattr__(self, "protocol", Protocol.of(self.protocol))
 
     def to_metadata(self) -> dict[str, Any]:
         return {
             "servicePort": self.service_port,
             "inboundPort": self.inbound_port,
             "appPort": self.app_port,
-            "protocol": self.protocol,
+            "protocol": self.protocol.value,
             "name": self.name,
         }
 
@@ -115,7 +120,7 @@ def proxy_from_node(node_id: str, metadata: Mapping[str, Any]) -> Proxy:
                 service_port=int(p["servicePort"]),
                 inbound_port=int(p["inboundPort"]),
                 app_port=int(p["appPort"]),
-                protocol=str(p.get("protocol", "HTTP")).upper(),
+                protocol=Protocol.parse(str(p.get("protocol", "HTTP"))),
                 name=str(p.get("name", "http")),
             )
             for p in metadata.get(META_INBOUND) or []

@@ -213,7 +213,7 @@ def inbound_cluster(port: InboundPort) -> cluster_pb2.Cluster:
             ],
         ),
     )
-    if port.protocol in ("HTTP2", "GRPC"):
+    if port.protocol.uses_http2:
         _set_http_options(cluster, http2=True, max_requests=0, idle=None)
     return cluster
 
@@ -235,7 +235,7 @@ def _percent(value: float) -> Any:
 
 
 def _apply_policy(cluster: cluster_pb2.Cluster, policy: EffectivePolicy, port: ServicePort) -> None:
-    http2 = port.protocol in ("HTTP2", "GRPC")
+    http2 = port.protocol.uses_http2
     max_requests = 0
     idle: str | None = None
     lb = policy.load_balancer

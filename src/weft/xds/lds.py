@@ -35,7 +35,6 @@ HCM_FILTER = "envoy.filters.network.http_connection_manager"
 TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
 ROUTER_FILTER = "envoy.filters.http.router"
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
-HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB", "UNKNOWN"})
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def inbound_policy(
         port.service_port,
     )
     authz = authorization_policies_for(policies, proxy.namespace, proxy.labels)
-    if port.protocol not in HTTP_PROTOCOLS:
+    if not port.protocol.routed_as_http:
         return InboundPolicy(
             mode,
             network_filters=tuple(network_rbac_filters(authz, trust_domain, port.service_port)),
@@ -85,6 +84,7 @@ def generate_listeners(
     listeners = [
         inbound_listener(proxy, port, inbound_policy(proxy, port, policies))
         for port in proxy.inbound
+        if port.protocol.is_proxied  # Istio does not proxy UDP
     ]
     if proxy.proxy_port:
         listeners.append(http_proxy_listener(proxy))
@@ -175,7 +175,7 @@ def _inbound_chain(
 ) -> listener_components_pb2.FilterChain:
     cluster = names.inbound_cluster(port.service_port)
     filters: list[listener_components_pb2.Filter] = []
-    if port.protocol in HTTP_PROTOCOLS:
+    if port.protocol.routed_as_http:
         manager = _inbound_hcm(port, cluster, mtls, policy.http_filters)
         filters.append(listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(manager)))
     else:

@@ -20,7 +20,6 @@ NOT_IN_MESH_BODY = (
     "weft: no service in the mesh registry matches this host and port; "
     "check the Host header (e.g. reviews:9080) and `weft proxy-config routes`\n"
 )
-NON_HTTP = frozenset({"TCP", "TLS", "HTTPS", "MONGO", "MYSQL", "REDIS"})
 
 
 def generate_routes(
@@ -57,7 +56,7 @@ def route_plan(
     used: set[str] = set()
     for service in visible:
         for port in service.ports:
-            if port.protocol in NON_HTTP:
+            if not port.protocol.routed_as_http:
                 continue
             domains = tuple(
                 d for d in vhost_domains(service, port.port, client_namespace) if d not in used
