@@ -73,8 +73,11 @@ def change_scope(before: Snapshot, after: Snapshot) -> ChangeScope:
 
 def _hosts_of(vs: VirtualService) -> set[str] | None:
     """The hosts whose sidecar routes the VirtualService can change; None when it may be any
-    (a wildcard host) or it binds gateways (gateway proxies are not scoped by host)."""
+    (a wildcard host), it binds gateways (gateway proxies are not scoped by host) or it has no
+    hosts (a delegate, whose roots may route any host)."""
     if any(g != "mesh" for g in vs.spec.gateways):
         return None
+    if not vs.spec.hosts:
+        return None  # a delegate: it changes the routes of whichever roots name it
     hosts = {fqdn(h, vs.metadata.namespace) for h in vs.spec.hosts}
     return None if any("*" in h for h in hosts) else hosts

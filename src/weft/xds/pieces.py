@@ -33,6 +33,7 @@ from weft.snapshot.snapshot import Snapshot
 from weft.snapshot.view import sidecar_for, visible_services
 from weft.xds import names, types
 from weft.xds.cds import inbound_cluster, service_clusters
+from weft.xds.delegation import delegates_of
 from weft.xds.eds import load_assignment
 from weft.xds.generate import Resources, check_consistent, pack_all, pack_one, rds_names
 from weft.xds.lds import generate_listeners
@@ -289,10 +290,12 @@ def _routes(proxy: Proxy, snap: Snapshot, pieces: Pieces) -> any_pb2.Any:
     for service, port, domains in route_plan(proxy, snap):
         bound = snap.virtual_services_for(service.hostname)
         # virtual_host reads the service, port and domains, the first VirtualService bound to
-        # the host, the services and DestinationRules its destinations name, and the proxy's
-        # namespace and (for sourceLabels) labels.
+        # the host and the delegate VirtualServices it names, the services and DestinationRules
+        # its destinations name, and the proxy's namespace and (for sourceLabels) labels.
         key = (port, domains, proxy.namespace, labels)
-        inputs = (service, bound[0] if bound else None, snap.services, snap.destination_rules)
+        root = bound[0] if bound else None
+        delegates = delegates_of(root, snap.virtual_services) if root is not None else ()
+        inputs = (service, root, *delegates, snap.services, snap.destination_rules)
         parts.append(
             pieces.vhosts.get(key, inputs, partial(_vhost, service, port, domains, proxy, snap))
         )

@@ -102,9 +102,10 @@ def vhost_domains(service: Service, port: int, client_namespace: str) -> list[st
 def virtual_host(
     service: Service, port: int, domains: Sequence[str], proxy: Proxy, snap: Snapshot
 ) -> rc.VirtualHost:
-    """One service port's virtual host. Reads the first VirtualService bound to the service,
-    the services and DestinationRules its destinations name, and the proxy's namespace (and
-    labels, when the VirtualService matches on sourceLabels)."""
+    """One service port's virtual host. Reads the first VirtualService bound to the service
+    and the delegate VirtualServices it names, the services and DestinationRules its
+    destinations name, and the proxy's namespace (and labels, when a VirtualService matches
+    on sourceLabels)."""
     target = RouteTarget(service=service, port=port, proxy=proxy, snap=snap)
     routes: list[rc.Route] = []
     bound = snap.virtual_services_for(service.hostname)

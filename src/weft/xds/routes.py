@@ -20,6 +20,7 @@ from weft.registry.model import Service
 from weft.snapshot.proxy import Proxy
 from weft.snapshot.snapshot import Snapshot
 from weft.xds import names
+from weft.xds.delegation import http_rules
 from weft.xds.policy import effective_policy
 from weft.xds.protos import duration, istio_duration, pack
 
@@ -90,14 +91,16 @@ def _u32(value: int) -> Any:
 
 
 def virtual_service_routes(vs: VirtualService, target: RouteTarget) -> list[rc.Route]:
-    """Envoy routes for one vhost from a VirtualService; stops after a catch-all as Istio does."""
+    """Envoy routes for one vhost from a VirtualService, with the routes of the delegate
+    VirtualServices it names merged in; stops after a catch-all as Istio does."""
     routes: list[rc.Route] = []
-    for index, http in enumerate(vs.spec.http or []):
+    for rule in http_rules(vs, target.snap.virtual_services):
+        http = rule.http
         matches = list(_applicable_matches(http.match, target))
         if http.match and not matches:
             continue  # every match is for another port or another source
         for match in matches or [None]:
-            routes.append(_route(vs, http, index, match, target))
+            routes.append(_route(rule.owner, http, rule.name, match, target))
             if match is None or _is_catch_all(match):
                 return routes
     return routes
@@ -130,8 +133,8 @@ def _is_catch_all(match: Any) -> bool:
     )
 
 
-def _route(vs: VirtualService, http: Any, index: int, match: Any, target: RouteTarget) -> rc.Route:
-    route = rc.Route(name=http.name or f"{vs.metadata.namespace}/{vs.metadata.name}[{index}]")
+def _route(vs: VirtualService, http: Any, name: str, match: Any, target: RouteTarget) -> rc.Route:
+    route = rc.Route(name=http.name or name)
     route.match.CopyFrom(_route_match(match))
     if http.redirect is not None:
         route.redirect.CopyFrom(_redirect(http.redirect, target.port))

@@ -148,6 +148,31 @@ spec:
     route: [{destination: {host: details}}]
 """
 
+DELEGATING_VS = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: details, namespace: default}
+spec:
+  hosts: [details]
+  http:
+  - match: [{uri: {prefix: /details}}]
+    delegate: {name: details-routes, namespace: shop}
+  - route: [{destination: {host: details}}]
+"""
+
+
+def details_delegate(timeout: str) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: details-routes, namespace: shop}}
+spec:
+  http:
+  - timeout: {timeout}
+    route: [{{destination: {{host: details.default.svc.cluster.local}}}}]
+"""
+
+
 WILDCARD_VS = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -240,6 +265,11 @@ STEPS: list[tuple[str, Step]] = [
     ("authorization", lambda m: m.apply_sample("security/authorization-policy-reviews.yaml")),
     ("JWT", lambda m: m.apply(REQUEST_AUTHN)),
     ("DestinationRule", lambda m: m.apply(DR_LEAST_CONN)),
+    # A delegate has no hosts: its changes reach the proxies that see its root's hosts.
+    ("root naming a missing delegate", lambda m: m.apply(DELEGATING_VS)),
+    ("delegate appears", lambda m: m.apply(details_delegate("3s"))),
+    ("delegate changes", lambda m: m.apply(details_delegate("4s"))),
+    ("delegate deleted", lambda m: m.store.delete([key_of(details_delegate("4s"))])),
     ("wildcard VS", lambda m: m.apply(WILDCARD_VS)),
     ("wildcard VS deleted", lambda m: m.store.delete([key_of(WILDCARD_VS)])),
     ("sidecar deleted", lambda m: m.store.delete([key_of(SIDECAR)])),
