@@ -110,6 +110,11 @@ def _applicable_matches(matches: list[Any] | None, target: RouteTarget) -> Itera
     for m in matches or []:
         if m.port is not None and m.port != target.port:
             continue
+        if m.gateways:
+            # Named gateways replace the source conditions; sidecars are the gateway "mesh".
+            if "mesh" in m.gateways:
+                yield m
+            continue
         if m.source_labels and any(
             target.proxy.labels.get(k) != v for k, v in m.source_labels.items()
         ):
