@@ -34,8 +34,12 @@ class ConfigKey:
         return f"{self.kind} {self.namespace}/{self.name}"
 
 
+def is_object_name(value: str) -> bool:
+    return len(value) <= 253 and bool(_SUBDOMAIN.match(value))
+
+
 def _object_name(value: str) -> str:
-    if len(value) > 253 or not _SUBDOMAIN.match(value):
+    if not is_object_name(value):
         raise invalid(
             f"name {value!r} is not a valid object name",
             "use lower-case letters, digits, '-' and '.', starting and ending with a letter "

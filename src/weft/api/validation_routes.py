@@ -16,6 +16,7 @@ from weft.api.httproute import (
     HTTPRewrite,
     HTTPRoute,
 )
+from weft.api.meta import is_object_name
 from weft.api.validation_common import (
     Problems,
     check_addresses,
@@ -26,6 +27,7 @@ from weft.api.validation_common import (
     check_string_match,
     check_string_matches,
     check_weights,
+    is_namespace,
     problem,
 )
 from weft.api.virtualservice import TCPRoute, TLSRoute, VirtualService, VirtualServiceSpec
@@ -144,6 +146,20 @@ def _actions(field: str, route: HTTPRoute, *, delegate_target: bool) -> Problems
             "a delegate VirtualService (one without hosts) cannot delegate again",
             "route to destinations here instead",
         )
+    if route.delegate is not None:
+        if not is_object_name(route.delegate.name):
+            yield problem(
+                f"{field}.delegate.name",
+                f"{route.delegate.name!r} is not a VirtualService name",
+                "name the delegate VirtualService, e.g. 'reviews-routes'",
+            )
+        namespace = route.delegate.namespace
+        if namespace is not None and not is_namespace(namespace):
+            yield problem(
+                f"{field}.delegate.namespace",
+                f"{namespace!r} is not a namespace",
+                "name the namespace of the delegate VirtualService, or leave it out for this one",
+            )
     if route.redirect is not None and route.rewrite is not None:
         yield problem(
             field,

@@ -98,8 +98,9 @@ def _virtual_service_hosts(
 
 def _routed_hosts(vs: VirtualService) -> set[str] | None:
     """The hosts whose sidecar routes a VirtualService can change; None when it may be any
-    (a wildcard host) or it binds gateways (gateway proxies are not scoped by host)."""
-    if any(g != "mesh" for g in vs.spec.gateways):
+    (a wildcard host), it binds gateways (gateway proxies are not scoped by host) or it has no
+    hosts (a delegate: it changes the routes of whichever roots name it)."""
+    if any(g != "mesh" for g in vs.spec.gateways) or not vs.spec.hosts:
         return None
     hosts = {fqdn(h, vs.metadata.namespace) for h in vs.spec.hosts}
     return None if any("*" in h for h in hosts) else hosts

@@ -107,6 +107,8 @@ class VirtualHostKey:
     # The client's labels, only when some VirtualService matches on sourceLabels.
     client_labels: Annotated[tuple[tuple[str, str], ...], Reads("uses_source_labels")]
     virtual_service: Annotated[Same[VirtualService | None], Reads("vs_index")]
+    # The delegate VirtualServices it names that exist (a delegate has no hosts).
+    delegates: Annotated[tuple[Same[VirtualService], ...], Reads("virtual_services")]
     services: Annotated[Same[Mapping[str, Service]], Reads("services")]
     rules: Annotated[Same[DestinationRuleIndex], Reads("dr_index")]
 

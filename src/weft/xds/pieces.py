@@ -35,6 +35,7 @@ from weft.snapshot.snapshot import Snapshot
 from weft.snapshot.view import scoped_services, sidecar_for
 from weft.xds import names, types
 from weft.xds.cds import inbound_cluster, service_clusters
+from weft.xds.delegation import delegates_of
 from weft.xds.eds import load_assignment
 from weft.xds.generate import Resources, check_consistent, pack_all, pack_one, rds_names
 from weft.xds.isolate import LeftOutObjects
@@ -145,6 +146,7 @@ def build_virtual_host(key: VirtualHostKey) -> bytes:
         dict(key.client_labels),
         key.services.value,
         key.rules.value,
+        tuple(d.value for d in key.delegates),
     )
     vhost = virtual_host(target, key.domains, key.virtual_service.value)
     serialized: bytes = vhost.SerializeToString(deterministic=True)
@@ -385,13 +387,16 @@ def _routes(
     parts: list[bytes] = []
     for service, port, domains in route_plan(visible, proxy.namespace):
         bound = snap.virtual_services_for(service.hostname)
+        root = bound[0] if bound else None
+        delegates = delegates_of(root, snap.virtual_services) if root is not None else ()
         key = VirtualHostKey(
             Same(service),
             port,
             domains,
             proxy.namespace,
             labels,
-            Same(bound[0] if bound else None),
+            Same(root),
+            tuple(Same(d) for d in delegates),
             services,
             rules,
         )

@@ -13,6 +13,7 @@ from weft.snapshot.proxy import Proxy
 from weft.snapshot.snapshot import Snapshot
 from weft.snapshot.view import visible_services
 from weft.xds import names
+from weft.xds.delegation import delegates_of
 from weft.xds.protos import boolean
 from weft.xds.routes import RouteTarget, default_route, virtual_service_routes
 
@@ -38,11 +39,13 @@ def http_proxy_routes(proxy: Proxy, snap: Snapshot) -> route_pb2.RouteConfigurat
         name=names.HTTP_PROXY_ROUTE, validate_clusters=boolean(False)
     )
     for service, port, domains in route_plan(visible_services(proxy, snap), proxy.namespace):
-        target = RouteTarget(
-            service, port, proxy.namespace, proxy.labels, snap.services, snap.dr_index
-        )
         bound = snap.virtual_services_for(service.hostname)
-        config.virtual_hosts.append(virtual_host(target, domains, bound[0] if bound else None))
+        root = bound[0] if bound else None
+        delegates = delegates_of(root, snap.virtual_services) if root is not None else ()
+        target = RouteTarget(
+            service, port, proxy.namespace, proxy.labels, snap.services, snap.dr_index, delegates
+        )
+        config.virtual_hosts.append(virtual_host(target, domains, root))
     config.virtual_hosts.append(block_all())
     return config
 
@@ -109,7 +112,8 @@ def virtual_host(
     target: RouteTarget, domains: Sequence[str], virtual_service: VirtualService | None
 ) -> rc.VirtualHost:
     """One service port's virtual host, routed by `virtual_service` (as in Istio, the first
-    VirtualService bound to the host wins on sidecars) or to all its endpoints."""
+    VirtualService bound to the host wins on sidecars) with the delegates it names (in the
+    target), or to all its endpoints."""
     routes: list[rc.Route] = []
     if virtual_service is not None:
         routes = virtual_service_routes(virtual_service, target)

@@ -19,6 +19,7 @@ from weft.api.httproute import DEFAULT_PORTS, GRPC_STATUS_CODES
 from weft.registry.model import Service
 from weft.snapshot.indexes import DestinationRuleIndex
 from weft.xds import names
+from weft.xds.delegation import http_rules
 from weft.xds.policy import effective_policy
 from weft.xds.protos import duration, istio_duration, pack
 
@@ -45,6 +46,8 @@ class RouteTarget:
     client_labels: Mapping[str, str]
     services: Mapping[str, Service]
     rules: DestinationRuleIndex
+    # The delegate VirtualServices the routed VirtualService names (`delegation.delegates_of`).
+    delegates: tuple[VirtualService, ...] = ()
 
     def rule_for(self, hostname: str) -> DestinationRule | None:
         """The DestinationRule that applies to `hostname` for this client."""
@@ -98,14 +101,16 @@ def _u32(value: int) -> Any:
 
 
 def virtual_service_routes(vs: VirtualService, target: RouteTarget) -> list[rc.Route]:
-    """Envoy routes for one vhost from a VirtualService; stops after a catch-all as Istio does."""
+    """Envoy routes for one vhost from a VirtualService, with the routes of the delegate
+    VirtualServices it names merged in; stops after a catch-all as Istio does."""
     routes: list[rc.Route] = []
-    for index, http in enumerate(vs.spec.http or []):
+    for rule in http_rules(vs, target.delegates):
+        http = rule.http
         matches = list(_applicable_matches(http.match, target))
         if http.match and not matches:
             continue  # every match is for another port or another source
         for match in matches or [None]:
-            routes.append(_route(vs, http, index, match, target))
+            routes.append(_route(rule.owner, http, rule.name, match, target))
             if match is None or _is_catch_all(match):
                 return routes
     return routes
@@ -114,6 +119,11 @@ def virtual_service_routes(vs: VirtualService, target: RouteTarget) -> list[rc.R
 def _applicable_matches(matches: list[Any] | None, target: RouteTarget) -> Iterator[Any]:
     for m in matches or []:
         if m.port is not None and m.port != target.port:
+            continue
+        if m.gateways:
+            # Named gateways replace the source conditions; sidecars are the gateway "mesh".
+            if "mesh" in m.gateways:
+                yield m
             continue
         if m.source_labels and any(
             target.client_labels.get(k) != v for k, v in m.source_labels.items()
@@ -138,8 +148,8 @@ def _is_catch_all(match: Any) -> bool:
     )
 
 
-def _route(vs: VirtualService, http: Any, index: int, match: Any, target: RouteTarget) -> rc.Route:
-    route = rc.Route(name=http.name or f"{vs.metadata.namespace}/{vs.metadata.name}[{index}]")
+def _route(vs: VirtualService, http: Any, name: str, match: Any, target: RouteTarget) -> rc.Route:
+    route = rc.Route(name=http.name or name)
     route.match.CopyFrom(_route_match(match))
     if http.redirect is not None:
         route.redirect.CopyFrom(_redirect(http.redirect, target.port))

@@ -502,3 +502,17 @@ def test_passthrough_load_balancing_is_refused_with_why(errors_of: Errors) -> No
         "sidecar receives outbound requests as their HTTP proxy, so that address is the sidecar "
         "itself (use ROUND_ROBIN, LEAST_REQUEST or RANDOM)"
     ]
+
+
+def test_a_delegate_is_named_by_object_name_and_namespace(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [reviews]
+  http:
+  - delegate: {name: Reviews Routes, namespace: Team}
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0].delegate.name: 'Reviews Routes' is not a VirtualService name "
+        "(name the delegate VirtualService, e.g. 'reviews-routes')",
+        VS + "spec.http[0].delegate.namespace: 'Team' is not a namespace "
+        "(name the namespace of the delegate VirtualService, or leave it out for this one)",
+    ]

@@ -169,8 +169,29 @@ def service_entries(draw: st.DrawFn) -> str:
     return _doc("ServiceEntry", "networking.istio.io", "vm", namespace, spec)
 
 
+@st.composite
+def delegating(draw: st.DrawFn) -> str:
+    """A root VirtualService handing /api to a delegate, or the delegate (no hosts) itself."""
+    host = draw(names)
+    if draw(st.booleans()):
+        spec = (
+            f"  hosts: [{host}]\n  http:\n"
+            "  - match: [{uri: {prefix: /api}}]\n"
+            "    delegate: {name: api-routes, namespace: shop}\n"
+            f"  - route: [{{destination: {{host: {host}}}}}]\n"
+        )
+        return _doc("VirtualService", "networking.istio.io", host, "default", spec)
+    timeout = draw(st.sampled_from(["3s", "4s"]))
+    spec = (
+        f"  http:\n  - timeout: {timeout}\n"
+        f"    route: [{{destination: {{host: {host}.default.svc.cluster.local}}}}]\n"
+    )
+    return _doc("VirtualService", "networking.istio.io", "api-routes", "shop", spec)
+
+
 CONFIG = st.one_of(
     virtual_services(),
+    delegating(),
     destination_rules(),
     sidecars(),
     peer_authentications(),

@@ -233,3 +233,20 @@ spec:
     # A service without a VirtualService still hashes by its rule's key.
     (default,) = routes_of(snap, proxy, "details.default.svc.cluster.local")
     assert hash_keys(default) == ["source ip True"]
+
+
+def test_a_match_for_named_gateways_only_is_not_a_sidecars(
+    make_snapshot: SnapshotFactory, proxy: Proxy
+) -> None:
+    snap = make_snapshot(
+        ratings_rule("""
+  - match: [{uri: {prefix: /edge}, gateways: [ingress]}]
+    directResponse: {status: 403}
+  - match: [{uri: {prefix: /both}, gateways: [ingress, mesh], sourceLabels: {app: nobody}}]
+    directResponse: {status: 200}
+  - route: [{destination: {host: ratings}}]
+""")
+    )
+    both, rest = routes_of(snap, proxy)
+    assert (both.match.prefix, both.direct_response.status) == ("/both", 200)
+    assert rest.route.cluster == f"outbound|9080||{RATINGS}"
