@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from weft.snapshot.proxy import Proxy, ProxyShape
 from weft.snapshot.scope import ChangeScope
 from weft.snapshot.snapshot import Snapshot
+from weft.xds.builders import Pieces
 from weft.xds.generate import Resources
-from weft.xds.pieces import Pieces, SharedView, ViewKey, build_shared, generate_with, view_key
+from weft.xds.pieces import SharedView, ViewKey, build_shared, generate_with, view_key
 
 
 @dataclass(frozen=True)

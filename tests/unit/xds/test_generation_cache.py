@@ -306,7 +306,7 @@ def test_a_snapshot_that_fails_to_build_leaves_proxies_on_the_last_one(
 def test_an_object_that_fails_to_generate_is_left_out_and_reported(
     mesh: Mesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from weft.xds import pieces
+    from weft.xds import builders as pieces
 
     real = pieces.virtual_host
 
