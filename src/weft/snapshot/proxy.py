@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from weft.api.protocol import Protocol
 from weft.registry.model import EMPTY_LABELS, frozen_labels
@@ -48,10 +48,10 @@ class InboundPort:
         }
 
 
-@dataclass(frozen=True)
-class ProxyShape:
-    """What generated config may depend on of one proxy: a cache key part, hashable, and
-    what the per-proxy generators (listeners, inbound clusters) are given."""
+class ProxyShape(NamedTuple):
+    """What generated config may depend on of one proxy: a cache key part, and what the
+    per-proxy generators (listeners, inbound clusters) are given. A named tuple: one is made
+    for every connecting proxy and looked up for every response, at C speed."""
 
     namespace: str
     service: str
@@ -63,7 +63,7 @@ class ProxyShape:
     kind: Literal["sidecar", "router"]
     sds: bool
 
-    @cached_property
+    @property
     def labels(self) -> Mapping[str, str]:
         return frozen_labels(dict(self.label_items))
 
