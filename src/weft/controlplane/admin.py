@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -10,6 +9,15 @@ from google.protobuf import json_format
 
 from weft import __version__
 from weft.api.loader import load_yaml
+from weft.api.serialize import to_dict
+from weft.contract.registration import (
+    Heartbeat,
+    HeartbeatAnswer,
+    Registration,
+    RegistrationAnswer,
+    RootRotation,
+)
+from weft.contract.wire import MessageError, parse_message
 from weft.errors import ConfigError, WeftError
 from weft.registry.groups import find_group, from_group, group_probe
 from weft.registry.local import Workload
@@ -86,44 +94,47 @@ async def register(request: web.Request) -> web.Response:
     """Auto-registration of a WorkloadEntry, from a WorkloadGroup when one is named."""
     cp = _cp(request)
     try:
-        data = await request.json()
-        workload = Workload.from_json(data)
-    except (ValueError, TypeError, KeyError, json.JSONDecodeError) as e:
-        return _error(400, f"bad registration: {e}")
+        registration = parse_message(Registration, await request.read(), "registration")
+    except MessageError as e:
+        return _error(400, str(e), [str(p) for p in e.problems])
+    workload = Workload.from_registration(registration)
     group = None
-    if workload.group:
-        group = find_group(cp.store.objects(), workload.namespace, workload.group)
+    if registration.group:
+        group = find_group(cp.store.objects(), workload.namespace, registration.group)
         if group is None:
             return _error(
                 400,
-                f"WorkloadGroup {workload.namespace}/{workload.group} does not exist: "
+                f"WorkloadGroup {workload.namespace}/{registration.group} does not exist: "
                 "apply it first, or register without a group",
             )
-        workload = from_group(workload, group, data)
+        workload = from_group(workload, group, registration.service_account is not None)
     cp.registry.register(workload)
-    return web.json_response(
-        {
-            "registered": f"{workload.namespace}/{workload.name}",
-            "entry": workload.to_workload_entry(),
-            "probe": group_probe(group),
-            **cp.citadel.credentials_for(workload),
-        }
+    answer = RegistrationAnswer(
+        registered=f"{workload.namespace}/{workload.name}",
+        entry=workload.to_workload_entry(),
+        probe=group_probe(group),
+        credentials=cp.citadel.credentials_for(workload),
     )
+    return web.json_response(answer.to_wire())
 
 
 async def report(request: web.Request) -> web.Response:
     ns, name = request.match_info["namespace"], request.match_info["name"]
-    body = await request.json()
-    cp = _cp(request)
-    if body.get("certRoot"):
-        cp.citadel.cert_roots[(ns, name)] = str(body["certRoot"])
     try:
-        cp.registry.report(ns, name, bool(body.get("healthy", True)))
+        beat = parse_message(Heartbeat, await request.read(), "heartbeat")
+    except MessageError as e:
+        return _error(400, str(e), [str(p) for p in e.problems])
+    cp = _cp(request)
+    try:
+        cp.registry.report(ns, name, beat.healthy)
     except KeyError:
         return _error(404, f"workload {ns}/{name} is not registered: register it again")
+    if beat.cert_root:
+        cp.citadel.cert_roots[(ns, name)] = beat.cert_root
     # Each heartbeat refreshes the credential and the trust bundle (root rotation).
     workload = cp.registry.get(ns, name)
-    return web.json_response({"ok": True, **cp.citadel.credentials_for(workload)})
+    answer = HeartbeatAnswer(credentials=cp.citadel.credentials_for(workload))
+    return web.json_response(answer.to_wire())
 
 
 async def deregister(request: web.Request) -> web.Response:
@@ -136,7 +147,7 @@ async def deregister(request: web.Request) -> web.Response:
 async def list_workloads(request: web.Request) -> web.Response:
     workloads = _cp(request).registry.workloads()
     if request.query.get("format") == "workloadentry":
-        return web.json_response([w.to_workload_entry() for w in workloads])
+        return web.json_response([to_dict(w.to_workload_entry()) for w in workloads])
     return web.json_response([w.to_json() for w in workloads])
 
 
@@ -192,11 +203,12 @@ async def ca_status(request: web.Request) -> web.Response:
 
 
 async def ca_rotate(request: web.Request) -> web.Response:
-    body = await request.json()
     try:
-        status = _cp(request).citadel.rotate_root(
-            str(body.get("step", "")), force=bool(body.get("force"))
-        )
+        rotation = parse_message(RootRotation, await request.read(), "root rotation")
+    except MessageError as e:
+        return _error(400, str(e), [str(p) for p in e.problems])
+    try:
+        status = _cp(request).citadel.rotate_root(rotation.step, force=rotation.force)
     except WeftError as e:
         return _error(409, str(e))
     return web.json_response(status)

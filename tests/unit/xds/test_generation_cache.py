@@ -20,11 +20,11 @@ from google.protobuf import struct_pb2
 
 from weft.api.loader import load_yaml
 from weft.config.memory import MemoryStore
+from weft.contract.node import node_id
 from weft.controlplane.app import ControlPlane, ControlPlaneOptions
 from weft.registry.local import Workload, WorkloadPort
 from weft.registry.model import TLS_MODE_LABEL, frozen_labels
 from weft.snapshot.build import build_snapshot
-from weft.snapshot.proxy import node_id
 from weft.xds.connection import Connection
 from weft.xds.generate import generate_all
 
