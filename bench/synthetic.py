@@ -7,9 +7,10 @@ from typing import Any
 import yaml
 
 from weft.api import IstioObject, parse_object
+from weft.contract.node import node_id
 from weft.registry.local import LocalRegistry, Workload, WorkloadPort
 from weft.registry.model import frozen_labels
-from weft.snapshot.proxy import InboundPort, Proxy, node_id
+from weft.snapshot.proxy import InboundPort, Proxy
 
 NAMESPACE = "default"
 SERVICE_PORT = 8080

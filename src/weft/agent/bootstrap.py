@@ -9,21 +9,7 @@ from typing import Any
 
 from weft import __version__
 from weft.agent.sds import sds_cluster
-from weft.snapshot.proxy import (
-    META_ADMIN_PORT,
-    META_INBOUND,
-    META_INSTANCE_IPS,
-    META_LABELS,
-    META_NAMESPACE,
-    META_PROXY_PORT,
-    META_SDS,
-    META_SERVICE,
-    META_SERVICE_ACCOUNT,
-    META_VERSION,
-    META_WORKLOAD,
-    InboundPort,
-    node_id,
-)
+from weft.contract.node import InboundPort, NodeMetadata, node_id
 
 XDS_CLUSTER = "xds-grpc"
 
@@ -48,23 +34,23 @@ class SidecarIdentity:
         return node_id(self.workload, self.namespace, self.ip)
 
     def metadata(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {
-            META_NAMESPACE: self.namespace,
-            META_WORKLOAD: self.workload,
-            META_SERVICE: self.service,
-            META_LABELS: dict(self.labels),
-            META_SERVICE_ACCOUNT: self.service_account,
-            META_INSTANCE_IPS: self.ip,
-            META_INBOUND: [p.to_metadata() for p in self.inbound],
-            META_VERSION: __version__,
-        }
-        if self.proxy_port is not None:
-            meta[META_PROXY_PORT] = str(self.proxy_port)
-        if self.sds_socket is not None:
-            meta[META_SDS] = "true"
-        if self.admin_port is not None:
-            meta[META_ADMIN_PORT] = str(self.admin_port)
-        return meta
+        """The node metadata, as written into the bootstrap."""
+        return self.node_metadata().to_struct()
+
+    def node_metadata(self) -> NodeMetadata:
+        return NodeMetadata(
+            namespace=self.namespace,
+            workload=self.workload,
+            service=self.service,
+            labels=dict(self.labels),
+            service_account=self.service_account,
+            instance_ips=[self.ip],
+            proxy_port=self.proxy_port,
+            inbound=list(self.inbound),
+            sds=self.sds_socket is not None,
+            admin_port=self.admin_port,
+            version=__version__,
+        )
 
 
 def _is_ip(host: str) -> bool:

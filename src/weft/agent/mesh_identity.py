@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,33 +12,34 @@ from weft.agent.caclient import CaClient
 from weft.agent.certs import WorkloadCertificates
 from weft.agent.sds import SdsServer
 from weft.ca.identity import fingerprint
+from weft.contract.registration import MeshCredentials
 from weft.controlplane.address import parse_host_port
 
 log = logging.getLogger("weft.agent")
 
 
 class MeshIdentity:
-    """Built from the control plane's registration answer (CA address, trust bundle, token).
+    """Built from the credentials in the control plane's registration answer.
 
     The key is made here and never leaves; Envoy reads key and chain over a Unix socket.
     """
 
     def __init__(
         self,
-        answer: Mapping[str, Any],
+        credentials: MeshCredentials,
         work_dir: Path,
         ttl: float | None = None,
         key_kind: Literal["EC", "RSA"] = "EC",
     ):
-        self.spiffe_id = str(answer["identity"])
-        self._token = str(answer["credential"])
-        bundle = list(answer["trustBundle"])
+        self.spiffe_id = credentials.identity
+        self._token = credentials.credential
+        bundle = list(credentials.trust_bundle)
         self._bundle = bundle
         self.client = CaClient(
-            parse_host_port(str(answer["caAddress"]), "caAddress"),
+            parse_host_port(credentials.ca_address, "caAddress"),
             bundle,
             lambda: self._token,
-            str(answer.get("caServerName") or "istiod.istio-system.svc"),
+            credentials.ca_server_name,
         )
         kwargs: dict[str, Any] = {"trust_bundle": bundle, "key_kind": key_kind}
         if ttl is not None:
@@ -71,21 +71,20 @@ class MeshIdentity:
             return None
         return fingerprint(issued.root)
 
-    def update(self, answer: Mapping[str, Any]) -> None:
+    def update(self, credentials: MeshCredentials) -> None:
         """A heartbeat answer: a fresh credential, the trust bundle, and the signing root.
 
         During a root rotation the bundle grows to both roots first; once the new root signs,
         a certificate from the old one is renewed at once rather than at half-life.
         """
-        if answer.get("credential"):
-            self._token = str(answer["credential"])
-        bundle = list(answer.get("trustBundle") or [])
+        self._token = credentials.credential
+        bundle = list(credentials.trust_bundle)
         if bundle and bundle != self._bundle:
             log.info("trust bundle changed: %d root(s)", len(bundle))
             self._bundle = bundle
             self.certs.set_trust_bundle(bundle)
             self.client.update_roots(bundle)
-        signing = answer.get("signingRoot")
+        signing = credentials.signing_root
         current = self.cert_root()
         renewing = self._early_renewal is not None and not self._early_renewal.done()
         if signing and current and signing != current and not renewing:

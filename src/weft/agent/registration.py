@@ -5,24 +5,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 import aiohttp
+
+from weft.contract.registration import (
+    Heartbeat,
+    HeartbeatAnswer,
+    Registration,
+    RegistrationAnswer,
+)
+from weft.controlplane.client import AdminClient, AdminRefused, NotRegistered
+from weft.errors import ControlPlaneUnavailable
 
 log = logging.getLogger("weft.agent")
 
 
 class Registrar:
-    """Talks to the control plane's admin API; never fails the workload when it is away."""
+    """Keeps one workload registered; never fails the workload when the control plane is away."""
 
-    def __init__(self, admin_host: str, admin_port: int, registration: dict[str, Any]) -> None:
-        self._base = f"http://{admin_host}:{admin_port}"
-        self._registration = registration
-        self._name = f"{registration['namespace']}/{registration['name']}"
-        self._client: aiohttp.ClientSession | None = None
+    def __init__(self, admin: AdminClient, registration: Registration) -> None:
+        self._admin = admin
+        self.registration = registration
         self._last_complaint = ""
         self.registered = False
         self.refused = False  # the control plane answered and said no: waiting will not help
+
+    @property
+    def _name(self) -> str:
+        return self.registration.key
 
     def _complain(self, message: str) -> None:
         # Retries are frequent: say each distinct problem once, not on every attempt.
@@ -30,28 +40,16 @@ class Registrar:
             log.error("%s", message)
             self._last_complaint = message
 
-    @property
-    def _session(self) -> aiohttp.ClientSession:
-        if self._client is None:
-            # trust_env=False: the agent's environment may point HTTP_PROXY at its sidecar.
-            self._client = aiohttp.ClientSession(
-                trust_env=False, timeout=aiohttp.ClientTimeout(total=3)
-            )
-        return self._client
-
-    async def register(self) -> dict[str, Any] | None:
+    async def register(self) -> RegistrationAnswer | None:
         """Register; returns the control plane's answer (the WorkloadEntry, a probe)."""
         try:
-            async with self._session.post(
-                f"{self._base}/v1/workloads", json=self._registration
-            ) as resp:
-                if resp.status != 200:
-                    self.refused = resp.status < 500
-                    self._complain(f"registration refused ({resp.status}): {await resp.text()}")
-                    return None
-                answer: dict[str, Any] = await resp.json()
-        except (aiohttp.ClientError, TimeoutError) as e:
-            self._complain(f"control plane unreachable at {self._base}, will retry: {e}")
+            answer = await self._admin.register(self.registration)
+        except AdminRefused as e:
+            self.refused = True
+            self._complain(f"registration refused ({e.status}): {e}")
+            return None
+        except ControlPlaneUnavailable as e:
+            self._complain(f"{e}; will retry")
             return None
         self._last_complaint = ""
         if not self.registered:
@@ -60,38 +58,35 @@ class Registrar:
         return answer
 
     async def report(
-        self, healthy: bool, extra: dict[str, Any] | None = None
-    ) -> dict[str, Any] | None:
+        self, healthy: bool, cert_root: str | None = None
+    ) -> RegistrationAnswer | HeartbeatAnswer | None:
         """A heartbeat; re-registers (returning the answer) when the control plane forgot us."""
-        self._registration["healthy"] = healthy
+        self.registration = self.registration.model_copy(update={"healthy": healthy})
         if not self.registered:
             return await self.register()
+        r = self.registration
         try:
-            async with self._session.put(
-                f"{self._base}/v1/workloads/{self._name}/health",
-                json={"healthy": healthy, **(extra or {})},
-            ) as resp:
-                if resp.status == 404:
-                    self.registered = False
-                    return await self.register()
-                if resp.status == 200:
-                    answer: dict[str, Any] = await resp.json()
-                    return answer
-        except (aiohttp.ClientError, TimeoutError):
-            pass  # the control plane is away; proxies keep their config meanwhile
+            return await self._admin.heartbeat(
+                r.namespace, r.name, Heartbeat(healthy=healthy, cert_root=cert_root)
+            )
+        except NotRegistered:
+            self.registered = False
+            return await self.register()
+        except (AdminRefused, ControlPlaneUnavailable) as e:
+            # The control plane is away or unhappy; proxies keep their config meanwhile.
+            log.debug("heartbeat for %s not taken: %s", self._name, e)
         return None
 
     async def deregister(self) -> None:
+        r = self.registration
         try:
-            async with self._session.delete(f"{self._base}/v1/workloads/{self._name}"):
-                pass
-        except (aiohttp.ClientError, TimeoutError) as e:
+            await self._admin.deregister(r.namespace, r.name)
+        except (AdminRefused, ControlPlaneUnavailable) as e:
             log.warning("could not deregister %s: %s", self._name, e)
         self.registered = False
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+        await self._admin.close()
 
 
 async def probe_tcp(port: int, timeout: float = 1.0) -> bool:

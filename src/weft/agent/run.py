@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -14,7 +15,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from weft.agent.bootstrap import SidecarIdentity, sidecar_bootstrap
 from weft.agent.envoy import EnvoyProcess
@@ -22,9 +23,13 @@ from weft.agent.mesh_identity import MeshIdentity
 from weft.agent.ports import free_port
 from weft.agent.registration import Registrar, probe_http, probe_tcp
 from weft.api.protocol import Protocol
+from weft.api.workload import ReadinessProbe
+from weft.contract.node import InboundPort
+from weft.contract.registration import Registration, RegistrationAnswer
+from weft.contract.wire import MessageError, parse_message
+from weft.controlplane.client import AdminClient
 from weft.errors import ProxyError
 from weft.registry.model import TLS_MODE_LABEL
-from weft.snapshot.proxy import InboundPort
 from weft.xds.tls import TLS_MODE_ISTIO
 
 log = logging.getLogger("weft.agent")
@@ -68,44 +73,44 @@ class RunOptions:
         return labels
 
 
-class Workload:
-    """The running app, its Envoy, and its registration."""
+class SidecarAgent:
+    """The agent for one workload: runs the app and its Envoy, and keeps it registered."""
 
     def __init__(self, opts: RunOptions) -> None:
         self.opts = opts
-        self.name = opts.workload_name or (
-            "-".join(filter(None, (opts.service, opts.version, secrets.token_hex(3))))
-        )
+        self.name = opts.workload_name or _generated_name(opts.service, opts.version)
         self.inbound_port = opts.inbound_port or free_port()
         self.proxy_port = opts.proxy_port or free_port()
         self.admin_port = opts.admin_port or free_port()
         self.service_port = opts.service_port or opts.app_port
-        self._own_work_dir = opts.work_dir is None
-        self.work_dir = opts.work_dir or Path(tempfile.mkdtemp(prefix=f"weft-{self.name}-"))
         self.labels = opts.resolved_labels()
         self.service_account = opts.service_account or opts.service
-        self.probe_config: dict[str, Any] | None = None
-        registration: dict[str, Any] = {
-            "name": self.name,
-            "namespace": opts.namespace,
-            "service": opts.service,
-            "address": "127.0.0.1",
-            "labels": self.labels,
-            "healthy": False,
-            "ports": [
-                {
-                    "servicePort": self.service_port,
-                    "targetPort": self.inbound_port,
-                    "name": opts.protocol.lower(),
-                    "protocol": opts.protocol.value,
-                }
-            ],
-        }
-        if opts.service_account:
-            registration["serviceAccount"] = opts.service_account
-        if opts.group:
-            registration["group"] = opts.group
-        self.registrar = Registrar(opts.admin[0], opts.admin[1], registration)
+        self.probe_config: ReadinessProbe | None = None
+        # Built (and so checked) before anything starts: bad flags fail here, naming the field.
+        registration = parse_message(
+            Registration,
+            {
+                "name": self.name,
+                "namespace": opts.namespace,
+                "service": opts.service,
+                "labels": self.labels,
+                "healthy": False,
+                "ports": [
+                    {
+                        "service_port": self.service_port,
+                        "target_port": self.inbound_port,
+                        "name": opts.protocol.lower(),
+                        "protocol": opts.protocol.value,
+                    }
+                ],
+                "service_account": opts.service_account or None,
+                "group": opts.group,
+            },
+            "workload",
+        )
+        self._own_work_dir = opts.work_dir is None
+        self.work_dir = opts.work_dir or Path(tempfile.mkdtemp(prefix=f"weft-{self.name}-"))
+        self.registrar = Registrar(AdminClient(*opts.admin, timeout=3), registration)
         self.envoy: EnvoyProcess | None = None
         self.mesh_identity: MeshIdentity | None = None
         self.app: asyncio.subprocess.Process | None = None
@@ -132,13 +137,12 @@ class Workload:
             ),
         )
 
-    def adopt(self, answer: Mapping[str, Any]) -> None:
+    def adopt(self, answer: RegistrationAnswer) -> None:
         """Take labels, identity and probe from the WorkloadEntry the control plane made."""
-        entry = answer.get("entry") or {}
-        spec = entry.get("spec") or {}
-        self.labels = dict(spec.get("labels") or self.labels)
-        self.service_account = str(spec.get("serviceAccount") or self.service_account)
-        self.probe_config = answer.get("probe")
+        spec = answer.entry.spec
+        self.labels = dict(spec.labels or self.labels)
+        self.service_account = spec.service_account or self.service_account
+        self.probe_config = answer.probe
 
     def app_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -159,14 +163,12 @@ class Workload:
 
     async def probe(self) -> bool:
         """The group's readiness probe if it has one, else --probe-path, else a TCP connect."""
-        probe = self.probe_config or {}
-        if "httpGet" in probe:
-            get = probe["httpGet"]
-            return await probe_http(
-                int(get.get("port") or self.opts.app_port), get.get("path", "/")
-            )
-        if "tcpSocket" in probe:
-            return await probe_tcp(int(probe["tcpSocket"].get("port") or self.opts.app_port))
+        probe = self.probe_config
+        if probe is not None and probe.http_get is not None:
+            get = probe.http_get
+            return await probe_http(get.port or self.opts.app_port, get.path or "/")
+        if probe is not None and probe.tcp_socket is not None:
+            return await probe_tcp(probe.tcp_socket.port or self.opts.app_port)
         if self.opts.probe_path:
             return await probe_http(self.opts.app_port, self.opts.probe_path)
         return await probe_tcp(self.opts.app_port)
@@ -213,7 +215,7 @@ class Workload:
                 loop.remove_signal_handler(sig)
             await self._cleanup()
 
-    async def _register_at_start(self, patience: float = 20.0) -> dict[str, Any] | None:
+    async def _register_at_start(self, patience: float = 20.0) -> RegistrationAnswer | None:
         """Registration gives the identity and CA details; wait a little for a starting
         control plane, then go on without (the heartbeat keeps trying)."""
         loop = asyncio.get_running_loop()
@@ -224,10 +226,12 @@ class Workload:
                 return answer
             await asyncio.sleep(0.5)
 
-    async def _start_mesh_identity(self, answer: Mapping[str, Any]) -> None:
-        if not self.opts.mtls or "caAddress" not in answer:
+    async def _start_mesh_identity(self, answer: RegistrationAnswer) -> None:
+        if not self.opts.mtls or answer.credentials is None:
             return
-        identity = MeshIdentity(answer, self.work_dir, self.opts.cert_ttl, self.opts.key_type)
+        identity = MeshIdentity(
+            answer.credentials, self.work_dir, self.opts.cert_ttl, self.opts.key_type
+        )
         try:
             await identity.start()
         except ProxyError as e:
@@ -239,14 +243,14 @@ class Workload:
     async def _heartbeat(self) -> None:
         while True:
             healthy = await self.probe()
-            extra = {}
-            if self.mesh_identity is not None and (root := self.mesh_identity.cert_root()):
-                extra["certRoot"] = root
-            answer = await self.registrar.report(healthy, extra)
-            if answer is not None:
+            identity = self.mesh_identity
+            answer = await self.registrar.report(
+                healthy, identity.cert_root() if identity is not None else None
+            )
+            if isinstance(answer, RegistrationAnswer):
                 self.adopt(answer)
-                if self.mesh_identity is not None:
-                    self.mesh_identity.update(answer)
+            if answer is not None and identity is not None and answer.credentials is not None:
+                identity.update(answer.credentials)
             await asyncio.sleep(HEARTBEAT_INTERVAL if healthy else 0.2)
 
     async def _shutdown(self, app_exited: bool) -> int:
@@ -290,7 +294,16 @@ class Workload:
 
 def run_workload(opts: RunOptions) -> int:
     try:
-        return asyncio.run(Workload(opts).run())
+        return asyncio.run(SidecarAgent(opts).run())
+    except MessageError as e:
+        print(f"weft run: {e}", file=sys.stderr)
+        return 2
     except ProxyError as e:
         print(f"weft run: {e}", file=sys.stderr)
         return 1
+
+
+def _generated_name(service: str, version: str) -> str:
+    """service-version-random, made a valid object name whatever the version is written as."""
+    version = re.sub(r"[^a-z0-9-]+", "-", version.lower()).strip("-")
+    return "-".join(filter(None, (service, version, secrets.token_hex(3))))

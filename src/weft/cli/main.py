@@ -6,13 +6,19 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from weft import __version__
 from weft.errors import ConfigError, WeftError
+
+if TYPE_CHECKING:
+    from weft.controlplane.client import AdminClient
+
+T = TypeVar("T")
 
 
 def _setup_logging(level: str) -> None:
@@ -26,6 +32,21 @@ def _setup_logging(level: str) -> None:
 def _fail(message: str, code: int = 1) -> None:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(code)
+
+
+def _admin(call: Callable[[AdminClient], Awaitable[T]]) -> T:
+    """One call to the control plane's admin API; its errors end the command with a message."""
+    from weft.controlplane.client import AdminClient
+
+    async def go() -> T:
+        async with AdminClient() as admin:
+            return await call(admin)
+
+    try:
+        return asyncio.run(go())
+    except WeftError as e:
+        _fail(str(e))
+        raise  # unreachable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -245,15 +266,9 @@ def _read(file: str) -> tuple[str, str]:
 
 def _apply(file: str, delete: bool) -> None:
     from weft.api import KINDS
-    from weft.controlplane.client import AdminClient
 
     text, source = _read(file)
-    try:
-        result = AdminClient().apply(text, source, delete=delete)
-    except ConfigError as e:
-        _fail(str(e))
-    except WeftError as e:
-        _fail(str(e))
+    result = _admin(lambda admin: admin.apply(text, source, delete=delete))
     for r in result["results"]:
         kind = f"{r['kind'].lower()}.{KINDS[r['kind']].api_group()}"
         where = "" if r["namespace"] == "default" else f" -n {r['namespace']}"
@@ -301,12 +316,8 @@ def proxy_status(output: str) -> None:
     from rich.table import Table
 
     from weft.cli.console import table_console
-    from weft.controlplane.client import AdminClient
 
-    try:
-        data = AdminClient().syncz()
-    except WeftError as e:
-        _fail(str(e))
+    data = _admin(lambda admin: admin.syncz())
     if output == "json":
         click.echo(json.dumps(data, indent=2))
         return
@@ -344,17 +355,16 @@ _PROXY_CONFIG_TYPES = {"clusters": "CDS", "endpoints": "EDS", "listeners": "LDS"
 def proxy_config(kind: str, proxy: str, output: str) -> None:
     """Show the config the control plane serves a proxy (clusters, listeners, routes...)."""
     from weft.cli.proxyconfig import print_config
-    from weft.controlplane.client import AdminClient
 
-    try:
-        dump = AdminClient().config_dump(proxy)
-        if kind == "secret":
-            from weft.cli.secrets import print_secrets
+    dump = _admin(lambda admin: admin.config_dump(proxy))
+    if kind == "secret":
+        from weft.cli.secrets import print_secrets
 
+        try:
             print_secrets(dump, output)
-            return
-    except WeftError as e:
-        _fail(str(e))
+        except WeftError as e:
+            _fail(str(e))
+        return
     kinds = list(_PROXY_CONFIG_TYPES) if kind == "all" else [kind]
     selected: dict[str, Any] = {k: dump[_PROXY_CONFIG_TYPES[k]] for k in kinds}
     if output == "json":
@@ -371,12 +381,8 @@ def workloads(output: str) -> None:
     from rich.table import Table
 
     from weft.cli.console import table_console
-    from weft.controlplane.client import AdminClient
 
-    try:
-        entries = AdminClient().request("GET", "/v1/workloads?format=workloadentry")
-    except WeftError as e:
-        _fail(str(e))
+    entries = _admin(lambda admin: admin.workload_entries())
     if output == "yaml":
         click.echo(yaml.safe_dump_all(entries, sort_keys=False), nl=False)
         return
@@ -390,7 +396,7 @@ def workloads(output: str) -> None:
             meta["name"],
             spec["address"],
             ",".join(f"{k}:{v}" for k, v in spec["ports"].items()),
-            ",".join(f"{k}={v}" for k, v in spec["labels"].items()),
+            ",".join(f"{k}={v}" for k, v in spec.get("labels", {}).items()),
             spec["serviceAccount"],
             meta["annotations"]["weft.io/healthy"],
             meta["annotations"].get("istio.io/autoRegistrationGroup", ""),
@@ -406,12 +412,7 @@ def ca() -> None:
 @ca.command("status")
 def ca_status() -> None:
     """The CA's mode, trust domain, roots and rotation phase."""
-    from weft.controlplane.client import AdminClient
-
-    try:
-        click.echo(json.dumps(AdminClient().request("GET", "/v1/ca"), indent=2))
-    except WeftError as e:
-        _fail(str(e))
+    click.echo(json.dumps(_admin(lambda admin: admin.ca_status()), indent=2))
 
 
 @ca.command("rotate-root")
@@ -423,13 +424,7 @@ def ca_rotate_root(step: str, force: bool) -> None:
     begin (workloads trust old and new roots), activate (the new root signs; workloads renew
     at once), finish (the old root is no longer trusted).
     """
-    from weft.controlplane.client import AdminClient
-
-    body = json.dumps({"step": step, "force": force}).encode()
-    try:
-        status = AdminClient().request("POST", "/v1/ca/rotate", body)
-    except WeftError as e:
-        _fail(str(e))
+    status = _admin(lambda admin: admin.ca_rotate(step, force))
     click.echo(f"root rotation: {step} done; phase {status.get('rotation_phase')}")
     behind = status.get("workloadsOnOldRoots") or []
     if behind:

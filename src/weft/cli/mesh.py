@@ -20,7 +20,9 @@ from typing import Any
 import aiohttp
 
 from weft.agent.ports import free_port
-from weft.errors import WeftError
+from weft.contract.registration import Registration
+from weft.controlplane.client import AdminClient
+from weft.errors import ControlPlaneUnavailable, WeftError
 
 _SESSION_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
@@ -95,6 +97,7 @@ class LocalMesh:
         self.workloads: dict[str, Child] = {}
         self.specs: dict[str, WorkloadSpec] = {}
         self._session: aiohttp.ClientSession | None = None
+        self.admin = AdminClient("127.0.0.1", self.admin_port)
 
     @property
     def env(self) -> dict[str, str]:
@@ -127,6 +130,8 @@ class LocalMesh:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """For the tests' own HTTP calls (Envoy's admin API, ...); the control plane's admin
+        API is `admin`."""
         if self._session is None:
             self._session = aiohttp.ClientSession(trust_env=False, timeout=_SESSION_TIMEOUT)
         return self._session
@@ -160,11 +165,7 @@ class LocalMesh:
         await cp.stop()
 
     async def _cp_ready(self) -> bool:
-        try:
-            async with self.session.get(f"{self.admin_url}/ready") as resp:
-                return resp.status == 200 and bool((await resp.json())["ready"])
-        except (aiohttp.ClientError, TimeoutError):
-            return False
+        return await self.admin.ready()
 
     # --- workloads -----------------------------------------------------------------------
     async def start_workload(self, spec: WorkloadSpec) -> Child:
@@ -189,10 +190,8 @@ class LocalMesh:
         child = self.workloads.pop(key)
         return await child.stop()
 
-    async def registered(self) -> list[dict[str, Any]]:
-        async with self.session.get(f"{self.admin_url}/v1/workloads") as resp:
-            data: list[dict[str, Any]] = await resp.json()
-            return data
+    async def registered(self) -> list[Registration]:
+        return await self.admin.workloads()
 
     async def wait_registered(self, keys: list[str], timeout: float = 30.0) -> None:
         """Until every named workload is registered and healthy."""
@@ -200,11 +199,11 @@ class LocalMesh:
         async def ready() -> bool:
             try:
                 found = {
-                    f"{w['service']}-{w['labels'].get('version', '')}"
+                    f"{w.service}-{w.labels.get('version', '')}"
                     for w in await self.registered()
-                    if w["healthy"]
+                    if w.healthy
                 }
-            except (aiohttp.ClientError, TimeoutError):
+            except ControlPlaneUnavailable:
                 return False
             return set(keys) <= found
 
@@ -212,19 +211,10 @@ class LocalMesh:
 
     # --- config --------------------------------------------------------------------------
     async def apply(self, path: Path, delete: bool = False) -> dict[str, Any]:
-        query = f"?source={path}" + ("&delete=true" if delete else "")
-        async with self.session.post(
-            f"{self.admin_url}/v1/config{query}", data=path.read_bytes()
-        ) as resp:
-            body: dict[str, Any] = await resp.json()
-            if resp.status != 200:
-                raise WeftError(body.get("error", str(body)))
-            return body
+        return await self.admin.apply(path.read_text(), str(path), delete=delete)
 
     async def syncz(self) -> dict[str, Any]:
-        async with self.session.get(f"{self.admin_url}/debug/syncz") as resp:
-            data: dict[str, Any] = await resp.json()
-            return data
+        return await self.admin.syncz()
 
     async def wait_synced(
         self, min_snapshot: int = 0, proxies: int = 0, timeout: float = 20
@@ -235,7 +225,7 @@ class LocalMesh:
         async def synced() -> bool:
             try:
                 data = await self.syncz()
-            except (aiohttp.ClientError, TimeoutError):
+            except ControlPlaneUnavailable:
                 return False
             state.update(data)
             if data["pending"] or data["snapshot"] < min_snapshot or len(data["proxies"]) < proxies:
@@ -263,13 +253,7 @@ class LocalMesh:
         return int(state["snapshot"])
 
     async def ca_rotate(self, step: str, force: bool = False) -> dict[str, Any]:
-        async with self.session.post(
-            f"{self.admin_url}/v1/ca/rotate", json={"step": step, "force": force}
-        ) as resp:
-            body: dict[str, Any] = await resp.json()
-            if resp.status != 200:
-                raise WeftError(body.get("error", str(body)))
-            return body
+        return await self.admin.ca_rotate(step, force)
 
     async def snapshot_version(self) -> int:
         return int((await self.syncz())["snapshot"])
@@ -298,6 +282,7 @@ class LocalMesh:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self.admin.close()
 
     def dump_state(self) -> str:
         return json.dumps({k: s.__dict__ for k, s in self.specs.items()}, default=str)

@@ -1,29 +1,52 @@
-"""The control plane's admin HTTP API: config apply/delete, workload registration, debug."""
+"""The control plane's admin HTTP API: config apply/delete, workload registration, debug.
+
+Handlers see the control plane only through `AdminBackend`. Every body is checked before
+anything is stored; a bad one is answered 400 naming what was wrong, a too large one 413.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+import codecs
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
-from google.protobuf import json_format
+from pydantic import BaseModel
 
 from weft import __version__
 from weft.api.loader import load_yaml
-from weft.errors import ConfigError, WeftError
-from weft.registry.groups import find_group, from_group, group_probe
-from weft.registry.local import Workload
+from weft.api.serialize import to_dict
+from weft.contract.registration import Heartbeat, Registration, RootRotation, WorkloadRef
+from weft.contract.wire import MessageError, parse_message
+from weft.controlplane.admin_backend import AdminBackend, Conflict, NotFound, Refused
+from weft.errors import ConfigError
 from weft.telemetry import exposition
-from weft.xds import types
 
-if TYPE_CHECKING:
-    from weft.controlplane.app import ControlPlane
+log = logging.getLogger("weft.controlplane")
 
-CP_KEY: web.AppKey[ControlPlane] = web.AppKey("control_plane")
+BACKEND_KEY: web.AppKey[AdminBackend] = web.AppKey("backend")
+
+CONFIG_BODY_LIMIT = 16 * 1024 * 1024  # one YAML file of config: 10,000 objects fit
+MESSAGE_BODY_LIMIT = 64 * 1024  # a registration, heartbeat or rotation step
+
+M = TypeVar("M", bound=BaseModel)
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _cp(request: web.Request) -> ControlPlane:
-    return request.app[CP_KEY]
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than the limit of {_size(limit)}")
+        self.limit = limit
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 else f"{n // 1024} KiB"
+
+
+def _cp(request: web.Request) -> AdminBackend:
+    """The control plane, as far as the admin API may see it."""
+    return request.app[BACKEND_KEY]
 
 
 def _error(status: int, message: str, problems: list[str] | None = None) -> web.Response:
@@ -33,8 +56,68 @@ def _error(status: int, message: str, problems: list[str] | None = None) -> web.
     return web.json_response(body, status=status)
 
 
+@web.middleware
+async def _answer_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Whatever a request did wrong is answered 4xx with what and how to fix it; a failure of
+    the control plane's own is logged and answered 500 without taking it down."""
+    if request.charset is not None and not _known_charset(request.charset):
+        return _error(400, f"the request body's charset {request.charset!r} is unknown: use utf-8")
+    try:
+        return await handler(request)
+    except (MessageError, ConfigError) as e:
+        return _error(400, str(e), [str(p) for p in e.problems])
+    except Refused as e:
+        return _error(400, str(e))
+    except NotFound as e:
+        return _error(404, str(e))
+    except Conflict as e:
+        return _error(409, str(e))
+    except BodyTooLarge as e:
+        return _error(413, str(e))
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, str(BodyTooLarge(CONFIG_BODY_LIMIT)))
+    except UnicodeDecodeError as e:
+        return _error(400, f"the request body is not UTF-8 text ({e.reason} at offset {e.start})")
+    except RecursionError:
+        return _error(400, "the request body is nested too deeply to read")
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("admin API: %s %s failed", request.method, request.path)
+        return _error(500, "the control plane failed on this request; its log says why")
+
+
+def _known_charset(name: str) -> bool:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _message(request: web.Request, model: type[M], what: str) -> M:
+    return parse_message(model, await _read_body(request, MESSAGE_BODY_LIMIT), what)
+
+
+def _workload_ref(request: web.Request) -> WorkloadRef:
+    return parse_message(WorkloadRef, dict(request.match_info), "workload path")
+
+
 async def ready(request: web.Request) -> web.Response:
-    return web.json_response({"ready": _cp(request).ready.is_set(), "version": __version__})
+    return web.json_response({"ready": _cp(request).ready(), "version": __version__})
 
 
 async def apply_config(request: web.Request) -> web.Response:
@@ -84,137 +167,57 @@ async def config_status(request: web.Request) -> web.Response:
 
 async def register(request: web.Request) -> web.Response:
     """Auto-registration of a WorkloadEntry, from a WorkloadGroup when one is named."""
-    cp = _cp(request)
-    try:
-        data = await request.json()
-        workload = Workload.from_json(data)
-    except (ValueError, TypeError, KeyError, json.JSONDecodeError) as e:
-        return _error(400, f"bad registration: {e}")
-    group = None
-    if workload.group:
-        group = find_group(cp.store.objects(), workload.namespace, workload.group)
-        if group is None:
-            return _error(
-                400,
-                f"WorkloadGroup {workload.namespace}/{workload.group} does not exist: "
-                "apply it first, or register without a group",
-            )
-        workload = from_group(workload, group, data)
-    cp.registry.register(workload)
-    return web.json_response(
-        {
-            "registered": f"{workload.namespace}/{workload.name}",
-            "entry": workload.to_workload_entry(),
-            "probe": group_probe(group),
-            **cp.citadel.credentials_for(workload),
-        }
-    )
+    registration = await _message(request, Registration, "registration")
+    answer = _cp(request).registry.register(registration)
+    return web.json_response(answer.to_wire())
 
 
 async def report(request: web.Request) -> web.Response:
-    ns, name = request.match_info["namespace"], request.match_info["name"]
-    body = await request.json()
-    cp = _cp(request)
-    if body.get("certRoot"):
-        cp.citadel.cert_roots[(ns, name)] = str(body["certRoot"])
-    try:
-        cp.registry.report(ns, name, bool(body.get("healthy", True)))
-    except KeyError:
-        return _error(404, f"workload {ns}/{name} is not registered: register it again")
-    # Each heartbeat refreshes the credential and the trust bundle (root rotation).
-    workload = cp.registry.get(ns, name)
-    return web.json_response({"ok": True, **cp.citadel.credentials_for(workload)})
+    ref = _workload_ref(request)
+    beat = await _message(request, Heartbeat, "heartbeat")
+    answer = _cp(request).registry.heartbeat(ref.namespace, ref.name, beat)
+    return web.json_response(answer.to_wire())
 
 
 async def deregister(request: web.Request) -> web.Response:
-    ns, name = request.match_info["namespace"], request.match_info["name"]
-    removed = _cp(request).registry.deregister(ns, name)
-    _cp(request).citadel.cert_roots.pop((ns, name), None)
-    return web.json_response({"removed": removed})
+    ref = _workload_ref(request)
+    return web.json_response({"removed": _cp(request).registry.deregister(ref.namespace, ref.name)})
 
 
 async def list_workloads(request: web.Request) -> web.Response:
-    workloads = _cp(request).registry.workloads()
+    workloads = _cp(request).registry.list()
     if request.query.get("format") == "workloadentry":
-        return web.json_response([w.to_workload_entry() for w in workloads])
+        return web.json_response([to_dict(w.to_workload_entry()) for w in workloads])
     return web.json_response([w.to_json() for w in workloads])
 
 
 async def syncz(request: web.Request) -> web.Response:
     """Every connected proxy and, per xDS type, whether it has what we last sent."""
-    cp = _cp(request)
-    out = []
-    for conn in sorted(cp.ads.connections.values(), key=lambda c: c.proxy.id):
-        status = conn.status()
-        latest = cp.ads.config_for(conn.proxy)
-        for type_url in types.PUSH_ORDER:
-            entry = status["types"][types.short_name(type_url)]  # type: ignore[index]
-            if entry["status"] == "SYNCED" and entry["sent"] != latest[type_url].version:
-                entry["status"] = "STALE"
-        out.append(status)
-    return web.json_response(
-        {
-            "snapshot": cp.ads.snapshot.version,
-            "pending": cp.rebuild_pending,
-            "proxies": out,
-            "left_out": [str(e) for e in cp.ads.left_out()],
-        }
-    )
+    return web.json_response(_cp(request).xds.sync_status())
 
 
 async def config_dump(request: web.Request) -> web.Response:
     """The config the control plane generates for one proxy, as Envoy-style JSON."""
-    cp = _cp(request)
-    conn = cp.ads.find(request.query.get("proxy", ""))
-    if conn is None:
-        names = ", ".join(sorted(c.proxy.id for c in cp.ads.connections.values())) or "none"
-        return _error(404, f"no connected proxy matches {request.query.get('proxy')!r} ({names})")
-    config = cp.ads.config_for(conn.proxy)
-    dump: dict[str, Any] = {"proxy": conn.proxy.id, "adminPort": conn.proxy.admin_port}
-    for type_url in types.PUSH_ORDER:
-        resources = config[type_url]
-        dump[types.short_name(type_url)] = {
-            "version": resources.version,
-            "resources": [
-                json_format.MessageToDict(_unpack(any_)) for any_ in resources.items.values()
-            ],
-        }
-    return web.json_response(dump)
-
-
-def _unpack(any_: Any) -> Any:
-    from google.protobuf import symbol_database
-
-    name = any_.type_url.rsplit("/", 1)[-1]
-    cls = symbol_database.Default().GetSymbol(name)
-    msg = cls()
-    any_.Unpack(msg)
-    return msg
+    return web.json_response(_cp(request).xds.config_dump(request.query.get("proxy", "")))
 
 
 async def ca_status(request: web.Request) -> web.Response:
-    return web.json_response(_cp(request).citadel.status())
+    return web.json_response(_cp(request).ca.status())
 
 
 async def ca_rotate(request: web.Request) -> web.Response:
-    body = await request.json()
-    try:
-        status = _cp(request).citadel.rotate_root(
-            str(body.get("step", "")), force=bool(body.get("force"))
-        )
-    except WeftError as e:
-        return _error(409, str(e))
-    return web.json_response(status)
+    rotation = await _message(request, RootRotation, "root rotation")
+    return web.json_response(_cp(request).ca.rotate_root(rotation))
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = _cp(request).metrics.render()
+    body = _cp(request).metrics()
     return web.Response(body=body, headers={"Content-Type": exposition.CONTENT_TYPE})
 
 
-def admin_app(cp: ControlPlane) -> web.Application:
-    app = web.Application(client_max_size=16 * 1024 * 1024)
-    app[CP_KEY] = cp
+def admin_app(backend: AdminBackend) -> web.Application:
+    app = web.Application(client_max_size=CONFIG_BODY_LIMIT, middlewares=[_answer_errors])
+    app[BACKEND_KEY] = backend
     app.router.add_get("/ready", ready)
     app.router.add_post("/v1/config", apply_config)
     app.router.add_get("/v1/config", config_status)

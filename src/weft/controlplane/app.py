@@ -17,6 +17,7 @@ from weft.config.directory import DirectoryStore
 from weft.config.store import ConfigStore
 from weft.controlplane.address import DEFAULT_ADMIN_PORT, DEFAULT_CA_PORT, DEFAULT_XDS_PORT
 from weft.controlplane.admin import admin_app
+from weft.controlplane.backend import ControlPlaneBackend
 from weft.controlplane.citadel import Citadel
 from weft.controlplane.debounce import Debouncer
 from weft.controlplane.jwks import JwksFetcher
@@ -143,7 +144,11 @@ class ControlPlane:
         bound = server.add_insecure_port(f"{opts.xds_address}:{opts.xds_port}")
         if bound == 0:
             raise OSError(f"cannot listen for xDS on {opts.xds_address}:{opts.xds_port}")
-        runner = web.AppRunner(admin_app(self), access_log=None)
+        backend = ControlPlaneBackend(
+            self.store, self.registry, self.citadel, self.ads, self.metrics, self.ready,
+            lambda: self.rebuild_pending,
+        )  # fmt: skip
+        runner = web.AppRunner(admin_app(backend), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, opts.xds_address, opts.admin_port, reuse_address=True)
         try:

@@ -13,6 +13,7 @@ from weft.ca.errors import RotationError
 from weft.ca.identity import SpiffeId, fingerprint
 from weft.ca.server import CertificateService
 from weft.ca.tokens import BootstrapTokens
+from weft.contract.registration import MeshCredentials
 from weft.registry.local import Workload
 
 log = logging.getLogger("weft.ca")
@@ -117,20 +118,18 @@ class Citadel:
     def status(self) -> dict[str, Any]:
         return {**self.ca.describe(), "workloadsOnOldRoots": self.workloads_on_old_roots()}
 
-    def credentials_for(self, workload: Workload) -> dict[str, Any]:
+    def credentials_for(self, workload: Workload) -> MeshCredentials:
         """What an agent needs to get its certificate: where the CA is, whom to trust, and a
         short-lived token that binds it to this workload's identity."""
-        return {
-            "caAddress": self.address,
-            "caServerName": SERVER_NAME,
-            "trustDomain": self.trust_domain,
-            "trustBundle": self.ca.trust_bundle(),
+        return MeshCredentials(
+            ca_address=self.address,
+            ca_server_name=SERVER_NAME,
+            trust_domain=self.trust_domain,
+            trust_bundle=self.ca.trust_bundle(),
             # Agents whose certificate chains to another root renew at once.
-            "signingRoot": fingerprint(self.ca.trust_bundle()[0]),
-            "credential": self.tokens.issue(
+            signing_root=fingerprint(self.ca.trust_bundle()[0]),
+            credential=self.tokens.issue(
                 workload.namespace, workload.service_account, workload.name, BOOTSTRAP_TOKEN_TTL
             ),
-            "identity": str(
-                SpiffeId(self.trust_domain, workload.namespace, workload.service_account)
-            ),
-        }
+            identity=str(SpiffeId(self.trust_domain, workload.namespace, workload.service_account)),
+        )

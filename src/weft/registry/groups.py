@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
 
 from weft.api import IstioObject, WorkloadGroup
+from weft.api.workload import ReadinessProbe
 from weft.registry.local import Workload
 from weft.registry.model import frozen_labels
 
@@ -22,18 +22,18 @@ def find_group(objects: Iterable[IstioObject], namespace: str, name: str) -> Wor
     return None
 
 
-def from_group(workload: Workload, group: WorkloadGroup, explicit: Mapping[str, Any]) -> Workload:
+def from_group(workload: Workload, group: WorkloadGroup, account_given: bool) -> Workload:
     """The entry a registration makes under `group`.
 
     Labels: the group's metadata labels, then its template's, then the workload's own. The
-    service account is the template's unless the registration named one.
+    service account is the template's unless the registration named one (`account_given`).
     """
     spec = group.spec
     labels = dict(spec.metadata.labels) if spec.metadata is not None else {}
     labels.update(spec.template.labels)
     labels.update(workload.labels)
     account = workload.service_account
-    if not explicit.get("serviceAccount") and spec.template.service_account:
+    if not account_given and spec.template.service_account:
         account = spec.template.service_account
     return replace(
         workload,
@@ -43,8 +43,6 @@ def from_group(workload: Workload, group: WorkloadGroup, explicit: Mapping[str, 
     )
 
 
-def group_probe(group: WorkloadGroup | None) -> dict[str, Any] | None:
-    """The readiness probe the agent should run, in Istio's field names."""
-    if group is None or group.spec.probe is None:
-        return None
-    return group.spec.probe.model_dump(by_alias=True, exclude_none=True, mode="json")
+def group_probe(group: WorkloadGroup | None) -> ReadinessProbe | None:
+    """The readiness probe the agent should run."""
+    return None if group is None else group.spec.probe

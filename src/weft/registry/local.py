@@ -16,7 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from weft.api.meta import ObjectMeta
 from weft.api.protocol import Protocol
+from weft.api.workload import WorkloadEntry, WorkloadEntrySpec
+from weft.contract.registration import Registration, RegistrationPort
+from weft.contract.wire import parse_message
 from weft.registry.model import (
     EMPTY_LABELS,
     Endpoint,
@@ -62,88 +66,76 @@ class Workload:
     def hostname(self, domain: str = "cluster.local") -> str:
         return f"{self.service}.{self.namespace}.svc.{domain}"
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "namespace": self.namespace,
-            "service": self.service,
-            "address": self.address,
-            "ports": [
-                {
-                    "servicePort": p.service_port,
-                    "targetPort": p.target_port,
-                    "name": p.name,
-                    "protocol": p.protocol.value,
-                }
+    def to_registration(self) -> Registration:
+        """This workload as the registration that makes it (also its form in the state file)."""
+        # Built from a workload already valid (or made by code): no second validation.
+        return Registration.model_construct(
+            name=self.name,
+            namespace=self.namespace,
+            service=self.service,
+            address=self.address,
+            ports=[
+                RegistrationPort.model_construct(
+                    service_port=p.service_port,
+                    target_port=p.target_port,
+                    name=p.name,
+                    protocol=p.protocol.value,  # type: ignore[arg-type]  # kept as text here
+                )
                 for p in self.ports
             ],
-            "labels": dict(self.labels),
-            "serviceAccount": self.service_account,
-            "healthy": self.healthy,
-            "group": self.group,
-        }
+            labels=dict(self.labels),
+            service_account=self.service_account,
+            healthy=self.healthy,
+            group=self.group or None,
+        )
 
-    def to_workload_entry(self) -> dict[str, Any]:
+    @classmethod
+    def from_registration(cls, registration: Registration) -> Workload:
+        r = registration
+        return cls(
+            name=r.name,
+            namespace=r.namespace,
+            service=r.service,
+            address=r.address,
+            ports=tuple(
+                sorted(
+                    WorkloadPort(p.service_port, p.target_port, p.name, Protocol.parse(p.protocol))
+                    for p in r.ports
+                )
+            ),
+            labels=frozen_labels(r.labels),
+            service_account=r.service_account or r.service,
+            healthy=r.healthy,
+            group=r.group or "",
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.to_registration().to_wire()
+
+    def to_workload_entry(self) -> WorkloadEntry:
         """This registration as the Istio WorkloadEntry it stands for."""
         annotations = {"weft.io/healthy": str(self.healthy).lower()}
         if self.group:
             annotations["istio.io/autoRegistrationGroup"] = self.group
-        return {
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "WorkloadEntry",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "labels": dict(self.labels),
-                "annotations": annotations,
-            },
-            "spec": {
-                "address": self.address,
-                "ports": {p.name: p.target_port for p in self.ports},
-                "labels": dict(self.labels),
-                "serviceAccount": self.service_account,
-            },
-        }
+        return WorkloadEntry(
+            metadata=ObjectMeta(
+                name=self.name,
+                namespace=self.namespace,
+                labels=dict(self.labels),
+                annotations=annotations,
+            ),
+            spec=WorkloadEntrySpec(
+                address=self.address,
+                ports={p.name: p.target_port for p in self.ports},
+                labels=dict(self.labels),
+                service_account=self.service_account,
+            ),
+        )
 
     @classmethod
     def from_json(cls, data: Any) -> Workload:
-        """Parse a registration; raises ValueError naming the bad field."""
-        if not isinstance(data, Mapping):
-            raise ValueError("a registration must be a JSON object")
-        if not isinstance(data.get("ports", []), list) or not all(
-            isinstance(p, Mapping) for p in data.get("ports", [])
-        ):
-            raise ValueError("'ports' must be a list of objects with servicePort and targetPort")
-        if not isinstance(data.get("labels", {}), Mapping):
-            raise ValueError("'labels' must be an object of string values")
-        try:
-            ports = tuple(
-                sorted(
-                    WorkloadPort(
-                        service_port=_port(p["servicePort"], "servicePort"),
-                        target_port=_port(p["targetPort"], "targetPort"),
-                        name=str(p.get("name", "http")),
-                        protocol=Protocol.parse(str(p.get("protocol", "HTTP"))),
-                    )
-                    for p in data.get("ports", [])
-                )
-            )
-            workload = cls(
-                name=_required(data, "name"),
-                namespace=str(data.get("namespace") or "default"),
-                service=_required(data, "service"),
-                address=str(data.get("address") or "127.0.0.1"),
-                ports=ports,
-                labels=frozen_labels({str(k): str(v) for k, v in data.get("labels", {}).items()}),
-                service_account=str(data.get("serviceAccount") or data["service"]),
-                healthy=bool(data.get("healthy", True)),
-                group=str(data.get("group") or ""),
-            )
-        except KeyError as e:
-            raise ValueError(f"registration is missing field {e.args[0]!r}") from None
-        if not workload.ports:
-            raise ValueError("registration has no ports: give at least one servicePort/targetPort")
-        return workload
+        """Parse a registration; MessageError (a ValueError) naming each bad field."""
+        return cls.from_registration(parse_message(Registration, data, "registration"))
 
 
 _T = TypeVar("_T")
@@ -168,23 +160,6 @@ def _refreshed(
     if not changed:
         return current
     return dict(sorted(updated.items())) if added else updated
-
-
-def _required(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not value:
-        raise ValueError(f"registration is missing field {key!r}")
-    return str(value)
-
-
-def _port(value: Any, name: str) -> int:
-    try:
-        port = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} {value!r} is not a port number") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"{name} {port} is out of range 1-65535")
-    return port
 
 
 _Key = tuple[str, str]  # (namespace, name)

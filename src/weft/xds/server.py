@@ -18,6 +18,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import json_format
 
+from weft.contract.wire import MessageError
 from weft.snapshot.proxy import Proxy, proxy_from_node
 from weft.snapshot.scope import change_scope
 from weft.snapshot.snapshot import Snapshot
@@ -167,7 +168,12 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
                     continue
                 request = cast(_Request, event)
                 if conn is None:
-                    conn = self._open(request.node, protocol, queue)
+                    try:
+                        conn = self._open(request.node, protocol, queue)
+                    except MessageError as e:  # its metadata would break generation
+                        log.warning("refused a proxy's stream: %s", e)
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+                        return
                     if conn is None:
                         await context.abort(
                             grpc.StatusCode.INVALID_ARGUMENT, "first request must carry node.id"

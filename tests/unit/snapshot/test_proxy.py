@@ -7,13 +7,8 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 
 from weft.agent.bootstrap import SidecarIdentity
-from weft.snapshot.proxy import (
-    META_INSTANCE_IPS,
-    META_NAMESPACE,
-    InboundPort,
-    node_id,
-    proxy_from_node,
-)
+from weft.contract.node import META_INSTANCE_IPS, META_NAMESPACE, node_id
+from weft.snapshot.proxy import InboundPort, proxy_from_node
 
 
 def as_sent_by_envoy(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -19,10 +19,10 @@ from google.protobuf import struct_pb2
 
 from weft.api.loader import load_yaml
 from weft.config.memory import MemoryStore
+from weft.contract.node import node_id
 from weft.controlplane.app import ControlPlane, ControlPlaneOptions
 from weft.registry.local import Workload, WorkloadPort
 from weft.registry.model import TLS_MODE_LABEL, frozen_labels
-from weft.snapshot.proxy import node_id
 from weft.xds.connection import Connection
 
 SAMPLES = Path(__file__).resolve().parents[3] / "samples" / "bookinfo"

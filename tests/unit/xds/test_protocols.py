@@ -117,7 +117,7 @@ def test_node_metadata_and_registrations_name_protocols_in_any_case() -> None:
 
 
 def test_a_registration_with_an_unknown_protocol_is_refused_with_the_field() -> None:
-    with pytest.raises(ValueError, match=r"protocol 'SMTP' is unknown: use one of HTTP"):
+    with pytest.raises(ValueError, match=r"ports\[0\]\.protocol: 'SMTP' is not one of 'HTTP'"):
         Workload.from_json(
             {
                 "name": "a",
