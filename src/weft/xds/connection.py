@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from weft.snapshot.proxy import Proxy
 from weft.xds import types
+from weft.xds.subscription import Subscription
 
 Protocol = Literal["sotw", "delta"]
 
@@ -30,34 +31,10 @@ class Holdings:
 
 
 @dataclass
-class WatchState:
-    """One xDS type on one stream."""
+class WatchState(Subscription):
+    """One xDS type on one stream; with delta, also what the proxy holds of it."""
 
-    names: frozenset[str] = frozenset()  # explicit names; state of the world: empty is wildcard
-    requested: bool = False
-    sent_version: str = ""  # the type's version (over all its resources) last sent or reached
-    sent_nonce: str = ""
-    sent_at: float = 0.0
-    acked_version: str = ""
-    nack: str | None = None  # Envoy's error_detail for the last NACK, until a later ACK
-    resources_sent: int = 0
     delta: Holdings = field(default_factory=Holdings)
-
-    def mark_sent(self, version: str, nonce: str, resources: int) -> None:
-        """A response of this type went out: its version, nonce, and how many resources."""
-        self.sent_version = version
-        self.sent_nonce = nonce
-        self.sent_at = time.time()
-        self.resources_sent += resources
-
-    @property
-    def status(self) -> str:
-        """Istio's proxy-status words: SYNCED, NOT SENT, STALE."""
-        if not self.sent_nonce:
-            return "NOT SENT"
-        if self.nack is None and self.acked_version == self.sent_version:
-            return "SYNCED"
-        return "STALE"
 
 
 @dataclass
