@@ -14,20 +14,32 @@ from weft.xds.subscription import Subscription
 Protocol = Literal["sotw", "delta"]
 
 
+# A version no resource has: the proxy holds either what it had or what it was last sent.
+UNSURE = "?"
+
+
 @dataclass
 class Holdings:
     """Delta xDS: what one proxy holds of one type, resource by resource."""
 
     wildcard: bool = False
-    known: dict[str, str] = field(default_factory=dict)  # name -> version, as sent or declared
-    # The unanswered response: each name it touched -> the version held before (None: none).
+    # name -> version, as sent (and not refused), declared by the proxy, or UNSURE.
+    known: dict[str, str] = field(default_factory=dict)
+    # The unanswered response: each name it sent -> its version (None: removed).
     in_flight: dict[str, str | None] | None = None
+    whole: bool = True  # the unanswered response left nothing out: its ACK means in sync
     resend: set[str] = field(default_factory=set)  # send even if unchanged (EDS after CDS)
     asked: set[str] = field(default_factory=set)  # newly subscribed, not yet answered
     resync: bool = False  # subscriptions changed: compare even if the config did not
     # The resources `known` was last brought in line with (None after a NACK): the next
     # comparison need only look at what differs from them.
     basis: Mapping[str, Any] | None = None
+    # Names the proxy may have refused, with the type's version then: not sent again until
+    # that version changes (Envoy would refuse the same bytes again).
+    rejected: set[str] = field(default_factory=set)
+    rejected_at: str = ""
+    # Declared on reconnect and not sent since; see DeltaAds._check_claims.
+    claimed: set[str] = field(default_factory=set)
 
 
 @dataclass

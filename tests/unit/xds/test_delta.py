@@ -267,6 +267,117 @@ async def test_a_change_after_a_nack_resends_what_was_rejected(
     assert (status["status"], status["nack"]) == ("SYNCED", None)
 
 
+REVIEWS_WITHOUT_SUBSETS = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+"""
+
+
+def without_subsets() -> list[IstioObject]:
+    """destination-rule-all.yaml with reviews' rule replaced: its subset clusters go."""
+    rules = [o for o in config("destination-rule-all.yaml") if o.metadata.name != "reviews"]
+    return rules + config(extra=[REVIEWS_WITHOUT_SUBSETS])
+
+
+def refused(name: str) -> str:
+    """Envoy's message when it refuses one cluster of a CDS response."""
+    return f"Error adding/updating cluster(s) {name}: cluster manager: no, '{name}' is bad"
+
+
+async def test_after_a_nack_the_removals_it_applied_are_recorded(
+    server: AdsServer, stream: DeltaStream
+) -> None:
+    """Envoy applies a NACKed response's removals but does not record them; sent again and
+    accepted, Envoy's record and the server's agree, and restoring the subsets sends them."""
+    await stream.subscribe_all()
+    server.push(snapshot(2, without_subsets()))
+    cds, *others = await stream.drain()
+    for response in others:
+        stream.ack(response)
+    subsets = [n for n in REVIEWS_CLUSTERS if "||" not in n]
+    default = f"outbound|9080||{REVIEWS}"
+    assert sent(cds) == [default] and sorted(cds.removed_resources) == subsets
+    stream.send(types.CLUSTER, answering=cds, error=refused(default))
+    again = await stream.recv()
+    # At once: the removals again, not the refused cluster.
+    assert (sent(again), sorted(again.removed_resources)) == ([], subsets)
+    stream.ack(again)
+    await stream.drain()
+    status = stream.status(types.CLUSTER)
+    assert (status["status"], status["nack"]) == ("STALE", refused(default))
+    assert await pushed(server, stream, snapshot(3, without_subsets())) == []
+    # The good rule again: the subset clusters come back, and the default cluster as it was.
+    cds, _ = await pushed(server, stream, snapshot(4))
+    assert sent(cds) == REVIEWS_CLUSTERS and not cds.removed_resources
+    await stream.drain()
+    assert stream.status(types.CLUSTER)["status"] == "SYNCED"
+
+
+async def test_after_a_nack_the_resources_it_does_not_name_are_sent_again(
+    server: AdsServer, stream: DeltaStream
+) -> None:
+    await stream.subscribe_all()
+    server.push(snapshot(2, with_reviews_policy()))
+    cds, _ = await stream.drain()
+    v2 = f"outbound|9080|v2|{REVIEWS}"
+    stream.send(types.CLUSTER, answering=cds, error=refused(v2))
+    again = await stream.recv()
+    assert sent(again) == [n for n in REVIEWS_CLUSTERS if n != v2]
+    stream.ack(again)
+    await stream.drain()
+    assert stream.status(types.CLUSTER)["status"] == "STALE"  # v2 is not what it should be
+    assert await pushed(server, stream, snapshot(3, with_reviews_policy())) == []
+
+
+async def test_a_refused_resend_is_not_sent_again(stream: DeltaStream, server: AdsServer) -> None:
+    await stream.subscribe_all()
+    server.push(snapshot(2, with_reviews_policy()))
+    cds, _ = await stream.drain()
+    stream.send(types.CLUSTER, answering=cds, error=refused(f"outbound|9080|v2|{REVIEWS}"))
+    again = await stream.recv()
+    stream.send(types.CLUSTER, answering=again, error="still bad")
+    # Nothing more is tried until the config changes.
+    assert await stream.drain() == []
+    assert stream.status(types.CLUSTER)["nack"] == "still bad"
+    assert rejects(server, types.CLUSTER) == 2.0
+
+
+async def test_reconnect_sends_declared_clusters_envoy_has_no_endpoints_for(
+    server: AdsServer,
+) -> None:
+    """After a NACKed response Envoy declares clusters it removed; it subscribes endpoints
+    only for those it has."""
+    before = DeltaStream(server)
+    try:
+        cds = await before.request(types.CLUSTER)
+        had = held([cds])
+        had_endpoints = held([await before.request(types.ENDPOINT, eds_names(cds))])
+    finally:
+        await before.aclose()
+    after = DeltaStream(AdsServer(snapshot(1)))
+    subsets = [n for n in REVIEWS_CLUSTERS if "||" not in n]
+    try:
+        first = await after.request(types.CLUSTER, initial=had)
+        assert not first.resources and not first.removed_resources
+        endpoints = {n: v for n, v in had_endpoints.items() if n not in subsets}
+        after.send(types.ENDPOINT, list(endpoints), initial=endpoints)
+        cds, eds = await after.recv(), await after.recv()
+        assert (cds.type_url, sent(cds)) == (types.CLUSTER, subsets)
+        assert eds.type_url == types.ENDPOINT and not eds.resources
+        after.ack(cds)
+        after.ack(eds)
+        # Envoy, having the clusters, subscribes their endpoints.
+        assert sent(await after.request(types.ENDPOINT, subsets)) == subsets
+        await after.drain()
+        assert after.status(types.CLUSTER)["status"] == "SYNCED"
+    finally:
+        await after.aclose()
+
+
 async def test_stale_nonce_is_ignored(server: AdsServer, stream: DeltaStream) -> None:
     await stream.subscribe_all()
     (rds,) = await pushed(
@@ -459,7 +570,9 @@ async def test_reconnect_with_current_versions_resends_nothing(server: AdsServer
 async def test_reconnect_after_changes_sends_only_the_difference(server: AdsServer) -> None:
     before = DeltaStream(server)
     try:
-        had = held([await before.request(types.CLUSTER)])
+        cds = await before.request(types.CLUSTER)
+        had = held([cds])
+        had_endpoints = held([await before.request(types.ENDPOINT, eds_names(cds))])
     finally:
         await before.aclose()
     # While Envoy was away: reviews' clusters changed, and it holds a cluster that is gone.
@@ -470,9 +583,9 @@ async def test_reconnect_after_changes_sends_only_the_difference(server: AdsServ
         assert sent(cds) == REVIEWS_CLUSTERS
         assert list(cds.removed_resources) == ["outbound|1|x|gone"]
         # Asked for endpoints it already holds, it still gets those of the changed clusters.
-        eds_held = {n: v for n, v in had.items() if n in REVIEWS_CLUSTERS}
-        eds = await after.request(types.ENDPOINT, list(eds_held), initial=eds_held)
+        eds = await after.request(types.ENDPOINT, list(had_endpoints), initial=had_endpoints)
         assert sent(eds) == REVIEWS_CLUSTERS
+        assert await after.drain() == []
     finally:
         await after.aclose()
 
