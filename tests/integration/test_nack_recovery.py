@@ -168,7 +168,8 @@ class NoResendDelta(DeltaAds):
 class OlderServer(BreakableAds):
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__(snapshot)
-        self._delta = NoResendDelta(self.config_for, self._nonce, self.metrics)
+        shared = self._delta._versions
+        self._delta = NoResendDelta(self.config_for, self._nonce, self.metrics, shared, self._wake)
 
 
 async def test_a_restarted_control_plane_sends_clusters_envoy_declares_but_lacks(

@@ -47,6 +47,22 @@ class WatchState(Subscription):
     """One xDS type on one stream; with delta, also what the proxy holds of it."""
 
     delta: Holdings = field(default_factory=Holdings)
+    # Make before break (weft.xds.sequencing). Held by the proxy, gone from the config, and
+    # not removed yet: a route the proxy holds may still name them.
+    retiring: set[str] = field(default_factory=set)
+    # Endpoints: of clusters just sent, not yet taken; routes must not name those clusters.
+    warming: set[str] = field(default_factory=set)
+    # Listeners and routes: a response waits for the clusters they may name, since when, and
+    # whether it answers a request (so it goes even if nothing changed).
+    held_since: float | None = None
+    held_answer: bool = False
+    # State of the world, clusters: the resources of the last response, by name.
+    sent_items: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        found = super().status
+        return "STALE" if found == "SYNCED" and self.retiring else found
 
 
 @dataclass

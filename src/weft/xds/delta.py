@@ -28,7 +28,7 @@ from google.protobuf import any_pb2
 
 from weft.snapshot.proxy import Proxy
 from weft.telemetry.metrics import ControlPlaneMetrics
-from weft.xds import types
+from weft.xds import sequencing, types
 from weft.xds.connection import UNSURE, Connection, Holdings, WatchState
 from weft.xds.generate import Resources
 from weft.xds.resource_versions import Aged, ResourceVersions
@@ -48,11 +48,14 @@ class DeltaAds:
         config_for: Callable[[Proxy], Mapping[str, Resources]],
         next_nonce: Callable[[], str],
         metrics: ControlPlaneMetrics,
+        versions: ResourceVersions,
+        wake_later: sequencing.WakeLater,
     ) -> None:
         self._config_for = config_for
         self._next_nonce = next_nonce
         self._metrics = metrics
-        self._versions = ResourceVersions()
+        self._versions = versions
+        self._wake_later = wake_later
         self._name_sets: Aged[frozenset[str], frozenset[str]] = Aged()
         self._changes: Aged[
             tuple[str, int, int],
@@ -90,7 +93,7 @@ class DeltaAds:
             responses = self._send(conn, types.CLUSTER) + responses
         if type_url == types.CLUSTER:
             responses += self._send(conn, types.ENDPOINT)
-        return responses
+        return responses + self._next_steps(conn)
 
     def age(self) -> None:
         """A new snapshot is current: what no proxy used since the last one goes next time."""
@@ -103,6 +106,16 @@ class DeltaAds:
         responses: list[Response] = []
         for type_url in types.PUSH_ORDER:
             responses += self._send(conn, type_url)
+        return responses + self._next_steps(conn)
+
+    def _next_steps(self, conn: Connection) -> list[Response]:
+        """Listeners and routes that waited for clusters to warm, and removals that waited
+        for the proxy to take new routes, if either may go now."""
+        responses: list[Response] = []
+        for type_url in sequencing.held(conn):
+            responses += self._send(conn, type_url)
+        if any(w.retiring for w in conn.watches.values()):
+            responses += self._send(conn, types.CLUSTER) + self._send(conn, types.ENDPOINT)
         return responses
 
     # --- ACK and NACK -------------------------------------------------------------------------
@@ -112,9 +125,13 @@ class DeltaAds:
         if holdings.in_flight is None or request.response_nonce != watch.sent_nonce:
             return  # answers a response that is not the one awaited
         sent, holdings.in_flight = holdings.in_flight, None
+        watch.awaiting = False
         if request.HasField("error_detail"):
             message = request.error_detail.message
             _refused(holdings, sent, message, watch.sent_version)
+            if request.type_url == types.CLUSTER:
+                # Envoy may have refused any of them: routes wait for none.
+                conn.watch(types.ENDPOINT).warming.clear()
             watch.nack = message
             self._metrics.rejects.labels(types.short_name(request.type_url)).inc()
             log.warning(
@@ -125,6 +142,7 @@ class DeltaAds:
         watch.acked_version = watch.sent_version
         if holdings.whole:
             watch.nack = None
+        watch.warming.difference_update(n for n, version in sent.items() if version)
 
     def _check_claims(self, conn: Connection, endpoints: WatchState) -> bool:
         """Test what a reconnecting Envoy declares against what it subscribes to.
@@ -156,6 +174,36 @@ class DeltaAds:
 
     # --- sending --------------------------------------------------------------------------
 
+    def _removable(
+        self,
+        conn: Connection,
+        watch: WatchState,
+        config: Mapping[str, Resources],
+        versions: Mapping[str, str],
+        removed: list[str],
+    ) -> list[str]:
+        """Of the names to remove, those that may go now; the others wait in `retiring`.
+
+        Make before break, as Envoy's xDS guidance has it: a cluster the proxy holds goes
+        once no route it holds can name it (it has taken the current listeners and routes),
+        and its endpoints once the cluster has gone (an EDS cluster's endpoints are served
+        under the cluster's own name). Before that, a request routed to it would fail (503,
+        no cluster)."""
+        if watch is conn.watches.get(types.CLUSTER):
+            if sequencing.routes_taken(conn, config):
+                waiting: set[str] = set()
+            else:
+                waiting = watch.retiring | set(removed)
+        elif watch is conn.watches.get(types.ENDPOINT):
+            clusters = conn.watches.get(types.CLUSTER)
+            waiting = (watch.retiring | set(removed)) & (clusters.retiring if clusters else set())
+        else:
+            return removed
+        known = watch.delta.known
+        candidates = {*removed, *(n for n in watch.retiring if n not in versions)}
+        watch.retiring = {n for n in waiting if n in known and n not in versions}
+        return sorted(candidates - watch.retiring)
+
     def _changed_since(
         self, type_url: str, before: Mapping[str, any_pb2.Any], after: Mapping[str, any_pb2.Any]
     ) -> frozenset[str]:
@@ -180,9 +228,17 @@ class DeltaAds:
         if holdings.in_flight is not None:
             return []  # sent once the proxy answers (every answer comes back here)
         started = time.monotonic()
-        resources = self._config_for(conn.proxy).get(type_url) or _none(type_url)
-        if not (holdings.resync or holdings.resend) and resources.version == watch.sent_version:
+        config = self._config_for(conn.proxy)
+        resources = config.get(type_url) or _none(type_url)
+        first = first or watch.held_answer
+        unchanged = resources.version == watch.sent_version
+        if unchanged and not (holdings.resync or holdings.resend or watch.retiring):
             return []
+        if type_url in sequencing.ROUTING and sequencing.hold_routes(
+            conn, watch, config, first, self._wake_later
+        ):
+            return []
+        watch.held_answer = False
         if holdings.rejected and resources.version != holdings.rejected_at:
             holdings.rejected.clear()  # the config changed: try them again
         versions = self._versions.of(resources)
@@ -193,6 +249,7 @@ class DeltaAds:
             updated, removed = _diff(watch, versions)
         if holdings.rejected:
             updated = [n for n in updated if n not in holdings.rejected]
+        removed = self._removable(conn, watch, config, versions, removed)
         # With names left out, `known` is not in line with these resources.
         holdings.basis = None if holdings.rejected else resources.items
         holdings.resync = False
@@ -270,6 +327,8 @@ def _subscribe(watch: WatchState, subscribe: set[str], unsubscribe: set[str]) ->
         # proxy expects to be told the resource's state at once).
         holdings.known.pop(name, None)
         holdings.rejected.discard(name)
+        watch.retiring.discard(name)
+        watch.warming.discard(name)
 
 
 def _diff(watch: WatchState, versions: Mapping[str, str]) -> tuple[list[str], list[str]]:
@@ -311,3 +370,4 @@ def _follow_with_endpoints(
         eds_name = cache.eds_name(clusters.items[name])
         if eds_name is not None:
             watch.delta.resend.add(eds_name)
+            watch.warming.add(eds_name)

@@ -26,6 +26,7 @@ from weft.xds.cache import GenerationCache
 from weft.xds.connection import Connection, Protocol
 from weft.xds.delta import DeltaAds
 from weft.xds.generate import InconsistentConfig, Resources
+from weft.xds.resource_versions import ResourceVersions
 from weft.xds.sotw import SotwAds
 from weft.xds.stream import pump_requests
 
@@ -54,11 +55,18 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         # Nonces must differ across restarts too, or Envoy may mistake a new response for old.
         self._nonce_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
-        self._sotw = SotwAds(self.config_for, self._nonce, self.metrics)
-        self._delta = DeltaAds(self.config_for, self._nonce, self.metrics)
+        versions = ResourceVersions()
+        self._sotw = SotwAds(self.config_for, self._nonce, self.metrics, versions, self._wake)
+        self._delta = DeltaAds(self.config_for, self._nonce, self.metrics, versions, self._wake)
 
     def _nonce(self) -> str:
         return f"{self._nonce_prefix}-{next(self._ids)}"
+
+    def _wake(self, conn: Connection, delay: float) -> None:
+        """Look at one stream again after `delay`, as after a push."""
+        queue = self._queues.get(conn.id)
+        if queue is not None:
+            asyncio.get_running_loop().call_later(delay, queue.put_nowait, _PUSH)
 
     @property
     def snapshot(self) -> Snapshot:

@@ -39,6 +39,7 @@ class Subscription:
     acked_version: str = ""
     nack: str | None = None  # the client's error_detail for the last NACK, until a later ACK
     resources_sent: int = 0
+    awaiting: bool = False  # the last response sent is not answered yet
 
     def mark_sent(self, version: str, nonce: str, resources: int) -> None:
         """A response of this type went out: its version, nonce, and how many resources."""
@@ -46,6 +47,7 @@ class Subscription:
         self.sent_nonce = nonce
         self.sent_at = time.time()
         self.resources_sent += resources
+        self.awaiting = True
 
     @property
     def status(self) -> str:
@@ -69,6 +71,7 @@ def receive(subscription: Subscription, request: discovery_pb2.DiscoveryRequest)
     if request.response_nonce:
         if request.response_nonce != subscription.sent_nonce:
             return Received.SUPERSEDED
+        subscription.awaiting = False
         if request.HasField("error_detail"):
             subscription.nack = request.error_detail.message
             subscription.names = names
@@ -88,10 +91,12 @@ def response(
     version: str,
     resources: Iterable[any_pb2.Any],
     nonce: str,
+    version_info: str | None = None,
 ) -> discovery_pb2.DiscoveryResponse:
-    """The response carrying `resources` at `version`, recorded as the last one sent."""
+    """The response carrying `resources` at `version`, recorded as the last one sent. The
+    client is told `version_info` if given (what it holds may be more than that version)."""
     packed = list(resources)
     subscription.mark_sent(version, nonce, len(packed))
     return discovery_pb2.DiscoveryResponse(
-        version_info=version, type_url=type_url, nonce=nonce, resources=packed
+        version_info=version_info or version, type_url=type_url, nonce=nonce, resources=packed
     )
