@@ -12,6 +12,9 @@ on a reconnect is what it had before). So after a NACK each name the response to
 UNSURE, and the server at once sends again what Envoy did not refuse: the removals, and the
 resources its error does not name. Accepted, that brings Envoy's own record in line with
 what it applied; what it refused waits for the config to change.
+
+A change reaches the proxy make before break (weft.xds.sequencing): removals of clusters and
+their endpoints wait until the proxy has taken the routes that stopped naming them.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ no route names any more, once it has taken the routes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 from weft.xds import types
 from weft.xds.connection import Connection, WatchState
 from weft.xds.generate import Resources
+
+log = logging.getLogger("weft.xds")
 
 ROUTING = (types.LISTENER, types.ROUTE)
 # A bound on waiting for clusters to warm (in the normal course a few milliseconds): past it,
@@ -79,6 +82,11 @@ def hold_routes(
     answers a request, so it must go even if nothing changed meanwhile."""
     now = time.monotonic()
     expired = watch.held_since is not None and now - watch.held_since > HOLD_LIMIT_S
+    if expired:
+        log.warning(
+            "%s has not taken its new clusters and their endpoints in %.0f s; sending its "
+            "listeners and routes anyway", conn.proxy.id, HOLD_LIMIT_S,
+        )  # fmt: skip
     if expired or clusters_warm(conn, config):
         watch.held_since = None
         return False
