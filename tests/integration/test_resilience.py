@@ -42,11 +42,13 @@ class Load:
         while not self._stop.is_set() and len(self.results) < self.limit:
             if time.monotonic() > deadline:
                 break
+            # Kept by when it was sent: one sent before a change may be answered after it.
+            sent = time.monotonic()
             try:
                 status, version, _ = await self.client.get(self.url)
             except Exception as e:  # a reset connection is a failed request too
                 status, version = 0, type(e).__name__
-            self.results.append((time.monotonic(), status, version))
+            self.results.append((sent, status, version))
 
     def __enter__(self) -> Load:
         self._task = asyncio.create_task(self._run())
@@ -64,6 +66,7 @@ class Load:
         return [r for r in self.results if r[1] != 200]
 
     def versions_since(self, t: float) -> set[str]:
+        """Versions that answered requests sent at or after `t`."""
         return {v for ts, s, v in self.results if ts >= t and s == 200}
 
     async def wait_for(self, n: int, timeout: float = 20.0) -> None:

@@ -26,6 +26,7 @@ from google.protobuf import any_pb2
 from weft.agent.certs import WorkloadCertificates
 from weft.errors import ProxyError
 from weft.xds.stream import pump_requests
+from weft.xds.subscription import Received, Subscription, receive, response
 
 log = logging.getLogger("weft.agent.sds")
 
@@ -73,17 +74,11 @@ def version_of(items: Mapping[str, secret_pb2.Secret]) -> str:
 
 
 @dataclass
-class SdsStream:
+class SdsStream(Subscription):
     """One Envoy stream: what it asked for, and what it last got, accepted or rejected."""
 
-    id: int
+    id: int = 0
     node: str = ""
-    names: frozenset[str] = frozenset()
-    requested: bool = False
-    sent_version: str | None = None
-    sent_nonce: str | None = None
-    acked_version: str | None = None
-    nack: str | None = None
     warned: set[str] = field(default_factory=set)
 
 
@@ -110,7 +105,8 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
         return secret_resources(key, chain, self._certs.trust_bundle())
 
     def synced(self) -> bool:
-        """Whether every stream has accepted exactly what it would be sent now."""
+        """Whether every stream has accepted exactly what it would be sent now (a stream still
+        waiting for a certificate to be sent is not)."""
         return all(
             s.requested and s.acked_version == self._response_version(s)
             for s in self.streams.values()
@@ -194,7 +190,12 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
                 "the workload certificate or trust bundle has not arrived yet: retry",
             )
         assert items is not None
-        return _response(items, version_of(items), self._nonce())
+        return discovery_pb2.DiscoveryResponse(
+            version_info=version_of(items),
+            type_url=SECRET_TYPE,
+            nonce=self._nonce(),
+            resources=_packed(items),
+        )
 
     async def DeltaSecrets(
         self,
@@ -213,29 +214,17 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
     ) -> discovery_pb2.DiscoveryResponse | None:
         if request.node.id:
             stream.node = request.node.id
-        names = frozenset(request.resource_names)
-        if request.response_nonce:
-            if request.response_nonce != stream.sent_nonce:
-                return None  # about a response that has been superseded
-            if request.HasField("error_detail"):
-                stream.nack = request.error_detail.message
-                log.warning(
-                    "Envoy %s rejected secrets %s version %s: %s",
-                    stream.node or "(unknown node)",
-                    ", ".join(sorted(stream.names)) or "(all)",
-                    stream.sent_version,
-                    request.error_detail.message,
-                )
-                stream.names = names
-                return None
-            stream.acked_version = stream.sent_version
-            stream.nack = None
-            if names == stream.names:
-                return None  # a plain ACK
-        # The first request on a stream (with whatever version Envoy had before) and any new
-        # set of names are always answered.
-        stream.names = names
-        stream.requested = True
+        received = receive(stream, request)
+        if received is Received.NACK:
+            log.warning(
+                "Envoy %s rejected secrets %s version %s: %s",
+                stream.node or "(unknown node)",
+                ", ".join(sorted(stream.names)) or "(all)",
+                stream.sent_version,
+                stream.nack,
+            )
+        if received is not Received.ASK:
+            return None
         return self._respond(stream, force=True)
 
     def _respond(self, stream: SdsStream, force: bool) -> discovery_pb2.DiscoveryResponse | None:
@@ -255,9 +244,7 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
         version = version_of(items)
         if not force and version == stream.sent_version:
             return None
-        stream.sent_version = version
-        stream.sent_nonce = self._nonce()
-        return _response(items, version, stream.sent_nonce)
+        return response(stream, SECRET_TYPE, version, _packed(items), self._nonce())
 
     def _select(self, names: frozenset[str]) -> dict[str, secret_pb2.Secret] | None:
         """The secrets named (all for no names), or None while a known one is missing."""
@@ -279,16 +266,12 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
             queue.put_nowait(_WAKE)
 
 
-def _response(
-    items: Mapping[str, secret_pb2.Secret], version: str, nonce: str
-) -> discovery_pb2.DiscoveryResponse:
-    resources = []
+def _packed(items: Mapping[str, secret_pb2.Secret]) -> list[any_pb2.Any]:
+    packed = []
     for secret in items.values():
-        resources.append(any_pb2.Any())
-        resources[-1].Pack(secret)
-    return discovery_pb2.DiscoveryResponse(
-        version_info=version, type_url=SECRET_TYPE, nonce=nonce, resources=resources
-    )
+        packed.append(any_pb2.Any())
+        packed[-1].Pack(secret)
+    return packed
 
 
 # -- what Envoy's bootstrap and TLS contexts need to reach this server -----------------------

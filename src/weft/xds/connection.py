@@ -9,8 +9,13 @@ from typing import Any, Literal
 
 from weft.snapshot.proxy import Proxy
 from weft.xds import types
+from weft.xds.subscription import Subscription
 
 Protocol = Literal["sotw", "delta"]
+
+
+# A version no resource has: the proxy holds either what it had or what it was last sent.
+UNSURE = "?"
 
 
 @dataclass
@@ -18,46 +23,46 @@ class Holdings:
     """Delta xDS: what one proxy holds of one type, resource by resource."""
 
     wildcard: bool = False
-    known: dict[str, str] = field(default_factory=dict)  # name -> version, as sent or declared
-    # The unanswered response: each name it touched -> the version held before (None: none).
+    # name -> version, as sent (and not refused), declared by the proxy, or UNSURE.
+    known: dict[str, str] = field(default_factory=dict)
+    # The unanswered response: each name it sent -> its version (None: removed).
     in_flight: dict[str, str | None] | None = None
+    whole: bool = True  # the unanswered response left nothing out: its ACK means in sync
     resend: set[str] = field(default_factory=set)  # send even if unchanged (EDS after CDS)
     asked: set[str] = field(default_factory=set)  # newly subscribed, not yet answered
     resync: bool = False  # subscriptions changed: compare even if the config did not
     # The resources `known` was last brought in line with (None after a NACK): the next
     # comparison need only look at what differs from them.
     basis: Mapping[str, Any] | None = None
+    # Names the proxy may have refused, with the type's version then: not sent again until
+    # that version changes (Envoy would refuse the same bytes again).
+    rejected: set[str] = field(default_factory=set)
+    rejected_at: str = ""
+    # Declared on reconnect and not sent since; see DeltaAds._check_claims.
+    claimed: set[str] = field(default_factory=set)
 
 
 @dataclass
-class WatchState:
-    """One xDS type on one stream."""
+class WatchState(Subscription):
+    """One xDS type on one stream; with delta, also what the proxy holds of it."""
 
-    names: frozenset[str] = frozenset()  # explicit names; state of the world: empty is wildcard
-    requested: bool = False
-    sent_version: str = ""  # the type's version (over all its resources) last sent or reached
-    sent_nonce: str = ""
-    sent_at: float = 0.0
-    acked_version: str = ""
-    nack: str | None = None  # Envoy's error_detail for the last NACK, until a later ACK
-    resources_sent: int = 0
     delta: Holdings = field(default_factory=Holdings)
-
-    def mark_sent(self, version: str, nonce: str, resources: int) -> None:
-        """A response of this type went out: its version, nonce, and how many resources."""
-        self.sent_version = version
-        self.sent_nonce = nonce
-        self.sent_at = time.time()
-        self.resources_sent += resources
+    # Make before break (weft.xds.sequencing). Held by the proxy, gone from the config, and
+    # not removed yet: a route the proxy holds may still name them.
+    retiring: set[str] = field(default_factory=set)
+    # Endpoints: of clusters just sent, not yet taken; routes must not name those clusters.
+    warming: set[str] = field(default_factory=set)
+    # Listeners and routes: a response waits for the clusters they may name, since when, and
+    # whether it answers a request (so it goes even if nothing changed).
+    held_since: float | None = None
+    held_answer: bool = False
+    # State of the world, clusters: the resources of the last response, by name.
+    sent_items: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
-        """Istio's proxy-status words: SYNCED, NOT SENT, STALE."""
-        if not self.sent_nonce:
-            return "NOT SENT"
-        if self.nack is None and self.acked_version == self.sent_version:
-            return "SYNCED"
-        return "STALE"
+        found = super().status
+        return "STALE" if found == "SYNCED" and self.retiring else found
 
 
 @dataclass

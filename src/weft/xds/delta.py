@@ -5,136 +5,42 @@ the difference to the current config: changed resources, and the names of remove
 proxy reconnecting after a control-plane restart declares what it holds
 (`initial_resource_versions`), so unchanged resources are not sent again.
 
-At most one response per type is unanswered at a time: an ACK then means the proxy holds
-everything sent, and a NACK rolls back exactly what that response changed.
+At most one response per type is unanswered at a time, so an ACK means the proxy holds
+everything that response sent. A NACK says less: Envoy still applies every resource of the
+response it accepts, and every removal, but records none of them as held (what it declares
+on a reconnect is what it had before). So after a NACK each name the response touched is
+UNSURE, and the server at once sends again what Envoy did not refuse: the removals, and the
+resources its error does not name. Accepted, that brings Envoy's own record in line with
+what it applied; what it refused waits for the config to change.
+
+A change reaches the proxy make before break (weft.xds.sequencing): removals of clusters and
+their endpoints wait until the proxy has taken the routes that stopped naming them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Callable, Mapping
 
-from envoy.config.cluster.v3 import cluster_pb2
-from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest as Request
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryResponse as Response
 from google.protobuf import any_pb2
 
 from weft.snapshot.proxy import Proxy
 from weft.telemetry.metrics import ControlPlaneMetrics
-from weft.xds import types
-from weft.xds.connection import Connection, WatchState
+from weft.xds import sequencing, types
+from weft.xds.connection import UNSURE, Connection, Holdings, WatchState
 from weft.xds.generate import Resources
+from weft.xds.resource_versions import Aged, ResourceVersions
 
 log = logging.getLogger("weft.xds")
 
 WILDCARD = "*"
 # Envoy asks for all of these at once; other types are always asked for by name.
 WILDCARD_TYPES = frozenset({types.CLUSTER, types.LISTENER})
-
-
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-
-class Aged(Generic[_K, _V]):
-    """A cache that forgets what was not used since the one-before-last `age()`: the server
-    ages its caches at every push, so what no proxy needs any more goes within two pushes."""
-
-    def __init__(self) -> None:
-        self._now: dict[_K, _V] = {}
-        self._before: dict[_K, _V] = {}
-
-    def get(self, key: _K) -> _V | None:
-        found = self._now.get(key)
-        if found is None:
-            found = self._before.pop(key, None)
-            if found is not None:
-                self._now[key] = found
-        return found
-
-    def put(self, key: _K, value: _V) -> _V:
-        self._now[key] = value
-        return value
-
-    def age(self) -> None:
-        self._before = self._now
-        self._now = {}
-
-    def __len__(self) -> int:
-        return len(self._now) + len(self._before)
-
-
-class ResourceVersions:
-    """Per packed resource, computed once for every proxy that gets it (proxies share packed
-    resources, weft.xds.pieces): its version (a hash of its bytes), the Resource a delta
-    response carries, and for a cluster its EDS name. Keyed by the packed object's id; each
-    entry holds the object, so the id stays its own while the entry lives."""
-
-    def __init__(self) -> None:
-        self._versions: Aged[int, tuple[any_pb2.Any, str]] = Aged()
-        self._resources: Aged[tuple[int, str], tuple[any_pb2.Any, discovery_pb2.Resource]] = Aged()
-        self._eds: Aged[int, tuple[any_pb2.Any, str | None]] = Aged()
-
-    def age(self) -> None:
-        for cache in (self._versions, self._resources, self._eds):
-            cache.age()
-
-    def of(self, resources: Resources) -> Mapping[str, str]:
-        return _Versions(resources.items, self)
-
-    def version(self, packed: any_pb2.Any) -> str:
-        found = self._versions.get(id(packed))
-        if found is None:
-            version = hashlib.sha256(packed.value).hexdigest()[:16]
-            found = self._versions.put(id(packed), (packed, version))
-        return found[1]
-
-    def resource(self, name: str, packed: any_pb2.Any) -> discovery_pb2.Resource:
-        """The resource as a delta response carries it."""
-        found = self._resources.get((id(packed), name))
-        if found is None:
-            made = discovery_pb2.Resource(name=name, version=self.version(packed), resource=packed)
-            found = self._resources.put((id(packed), name), (packed, made))
-        return found[1]
-
-    def eds_name(self, packed: any_pb2.Any) -> str | None:
-        """The EDS service name of a packed cluster, or None if it is not an EDS cluster."""
-        found = self._eds.get(id(packed))
-        if found is None:
-            cluster = cluster_pb2.Cluster()
-            packed.Unpack(cluster)
-            name = None
-            if cluster.type == cluster_pb2.Cluster.EDS:
-                name = cluster.eds_cluster_config.service_name or cluster.name
-            found = self._eds.put(id(packed), (packed, name))
-        return found[1]
-
-
-class _Versions(Mapping[str, str]):
-    """name -> version of one type's resources, read through the shared cache."""
-
-    __slots__ = ("_cache", "_items")
-
-    def __init__(self, items: Mapping[str, any_pb2.Any], cache: ResourceVersions) -> None:
-        self._items = items
-        self._cache = cache
-
-    def __getitem__(self, name: str) -> str:
-        return self._cache.version(self._items[name])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._items
 
 
 class DeltaAds:
@@ -145,11 +51,14 @@ class DeltaAds:
         config_for: Callable[[Proxy], Mapping[str, Resources]],
         next_nonce: Callable[[], str],
         metrics: ControlPlaneMetrics,
+        versions: ResourceVersions,
+        wake_later: sequencing.WakeLater,
     ) -> None:
         self._config_for = config_for
         self._next_nonce = next_nonce
         self._metrics = metrics
-        self._versions = ResourceVersions()
+        self._versions = versions
+        self._wake_later = wake_later
         self._name_sets: Aged[frozenset[str], frozenset[str]] = Aged()
         self._changes: Aged[
             tuple[str, int, int],
@@ -173,6 +82,8 @@ class DeltaAds:
             watch.delta.known = {
                 sys.intern(n): v for n, v in request.initial_resource_versions.items()
             }
+            if type_url == types.CLUSTER:
+                watch.delta.claimed = set(watch.delta.known)
         _subscribe(watch, subscribe, unsubscribe)
         # Proxies of one view subscribe to the same names: hold one set for all of them.
         watch.names = self._name_sets.get(watch.names) or self._name_sets.put(
@@ -181,9 +92,11 @@ class DeltaAds:
         if first or subscribe or unsubscribe:
             watch.delta.resync = True
         responses = self._send(conn, type_url, first=first)
+        if type_url == types.ENDPOINT and first and self._check_claims(conn, watch):
+            responses = self._send(conn, types.CLUSTER) + responses
         if type_url == types.CLUSTER:
             responses += self._send(conn, types.ENDPOINT)
-        return responses
+        return responses + self._next_steps(conn)
 
     def age(self) -> None:
         """A new snapshot is current: what no proxy used since the last one goes next time."""
@@ -196,6 +109,16 @@ class DeltaAds:
         responses: list[Response] = []
         for type_url in types.PUSH_ORDER:
             responses += self._send(conn, type_url)
+        return responses + self._next_steps(conn)
+
+    def _next_steps(self, conn: Connection) -> list[Response]:
+        """Listeners and routes that waited for clusters to warm, and removals that waited
+        for the proxy to take new routes, if either may go now."""
+        responses: list[Response] = []
+        for type_url in sequencing.held(conn):
+            responses += self._send(conn, type_url)
+        if any(w.retiring for w in conn.watches.values()):
+            responses += self._send(conn, types.CLUSTER) + self._send(conn, types.ENDPOINT)
         return responses
 
     # --- ACK and NACK -------------------------------------------------------------------------
@@ -204,27 +127,85 @@ class DeltaAds:
         holdings = watch.delta
         if holdings.in_flight is None or request.response_nonce != watch.sent_nonce:
             return  # answers a response that is not the one awaited
-        touched, holdings.in_flight = holdings.in_flight, None
+        sent, holdings.in_flight = holdings.in_flight, None
+        watch.awaiting = False
         if request.HasField("error_detail"):
-            # Envoy keeps what it had: so do we, and resend these only once they change.
-            for name, previous in touched.items():
-                if previous is None:
-                    holdings.known.pop(name, None)
-                else:
-                    holdings.known[name] = previous
-            holdings.basis = None
-            watch.nack = request.error_detail.message
+            message = request.error_detail.message
+            _refused(holdings, sent, message, watch.sent_version)
+            if request.type_url == types.CLUSTER:
+                # Envoy may have refused any of them: routes wait for none.
+                conn.watch(types.ENDPOINT).warming.clear()
+            watch.nack = message
             self._metrics.rejects.labels(types.short_name(request.type_url)).inc()
             log.warning(
                 "%s rejected %s version %s: %s (it keeps its last good config)",
-                conn.proxy.id, types.short_name(request.type_url), watch.sent_version,
-                request.error_detail.message,
+                conn.proxy.id, types.short_name(request.type_url), watch.sent_version, message,
             )  # fmt: skip
             return
         watch.acked_version = watch.sent_version
-        watch.nack = None
+        if holdings.whole:
+            watch.nack = None
+        watch.warming.difference_update(n for n, version in sent.items() if version)
+
+    def _check_claims(self, conn: Connection, endpoints: WatchState) -> bool:
+        """Test what a reconnecting Envoy declares against what it subscribes to.
+
+        Envoy's record of its clusters misses the removals of a NACKed response, which it
+        applied: it may declare clusters it no longer has. Each EDS cluster it has
+        subscribes to its endpoints at once; one declared that does not, it lacks. Whether
+        any such was found."""
+        clusters = conn.watches.get(types.CLUSTER)
+        if clusters is None or not clusters.delta.claimed:
+            return False
+        current = (self._config_for(conn.proxy).get(types.CLUSTER) or _none(types.CLUSTER)).items
+        lacking = []
+        for name in clusters.delta.claimed:
+            packed = current.get(name)
+            eds_name = None if packed is None else self._versions.eds_name(packed)
+            if eds_name is not None and eds_name not in endpoints.names:
+                lacking.append(name)
+        clusters.delta.claimed.clear()
+        if lacking:
+            log.info(
+                "%s declared clusters it does not subscribe endpoints for; sending them: %s",
+                conn.proxy.id, ", ".join(sorted(lacking)),
+            )  # fmt: skip
+            for name in lacking:
+                clusters.delta.known.pop(name, None)
+            clusters.delta.resync = True
+        return bool(lacking)
 
     # --- sending --------------------------------------------------------------------------
+
+    def _removable(
+        self,
+        conn: Connection,
+        watch: WatchState,
+        config: Mapping[str, Resources],
+        versions: Mapping[str, str],
+        removed: list[str],
+    ) -> list[str]:
+        """Of the names to remove, those that may go now; the others wait in `retiring`.
+
+        Make before break, as Envoy's xDS guidance has it: a cluster the proxy holds goes
+        once no route it holds can name it (it has taken the current listeners and routes),
+        and its endpoints once the cluster has gone (an EDS cluster's endpoints are served
+        under the cluster's own name). Before that, a request routed to it would fail (503,
+        no cluster)."""
+        if watch is conn.watches.get(types.CLUSTER):
+            if sequencing.routes_taken(conn, config):
+                waiting: set[str] = set()
+            else:
+                waiting = watch.retiring | set(removed)
+        elif watch is conn.watches.get(types.ENDPOINT):
+            clusters = conn.watches.get(types.CLUSTER)
+            waiting = (watch.retiring | set(removed)) & (clusters.retiring if clusters else set())
+        else:
+            return removed
+        known = watch.delta.known
+        candidates = {*removed, *(n for n in watch.retiring if n not in versions)}
+        watch.retiring = {n for n in waiting if n in known and n not in versions}
+        return sorted(candidates - watch.retiring)
 
     def _changed_since(
         self, type_url: str, before: Mapping[str, any_pb2.Any], after: Mapping[str, any_pb2.Any]
@@ -250,16 +231,30 @@ class DeltaAds:
         if holdings.in_flight is not None:
             return []  # sent once the proxy answers (every answer comes back here)
         started = time.monotonic()
-        resources = self._config_for(conn.proxy).get(type_url) or Resources.of(type_url, [])
-        if not (holdings.resync or holdings.resend) and resources.version == watch.sent_version:
+        config = self._config_for(conn.proxy)
+        resources = config.get(type_url) or _none(type_url)
+        first = first or watch.held_answer
+        unchanged = resources.version == watch.sent_version
+        if unchanged and not (holdings.resync or holdings.resend or watch.retiring):
             return []
+        if type_url in sequencing.ROUTING and sequencing.hold_routes(
+            conn, watch, config, first, self._wake_later
+        ):
+            return []
+        watch.held_answer = False
+        if holdings.rejected and resources.version != holdings.rejected_at:
+            holdings.rejected.clear()  # the config changed: try them again
         versions = self._versions.of(resources)
         if holdings.basis is not None and not (holdings.resync or holdings.resend):
             changed = self._changed_since(type_url, holdings.basis, resources.items)
             updated, removed = _diff_changed(watch, versions, changed)
         else:
             updated, removed = _diff(watch, versions)
-        holdings.basis = resources.items
+        if holdings.rejected:
+            updated = [n for n in updated if n not in holdings.rejected]
+        removed = self._removable(conn, watch, config, versions, removed)
+        # With names left out, `known` is not in line with these resources.
+        holdings.basis = None if holdings.rejected else resources.items
         holdings.resync = False
         holdings.resend.clear()
         holdings.asked.clear()
@@ -269,11 +264,14 @@ class DeltaAds:
             watch.sent_version = resources.version
             return []
         nonce = self._next_nonce()
-        holdings.in_flight = {n: holdings.known.get(n) for n in (*updated, *removed)}
+        holdings.in_flight = {n: versions[n] for n in updated}
+        holdings.in_flight.update(dict.fromkeys(removed))
+        holdings.whole = not holdings.rejected
         for name in updated:
             holdings.known[name] = versions[name]
         for name in removed:
             holdings.known.pop(name, None)
+        holdings.claimed.difference_update(holdings.in_flight)
         watch.mark_sent(resources.version, nonce, len(updated))
         self._metrics.sent(types.short_name(type_url), time.monotonic() - started)
         if type_url == types.CLUSTER:
@@ -287,6 +285,31 @@ class DeltaAds:
                 removed_resources=removed,
             )
         ]
+
+
+def _none(type_url: str) -> Resources:
+    return Resources.of(type_url, [])
+
+
+def _refused(holdings: Holdings, sent: Mapping[str, str | None], message: str, at: str) -> None:
+    """After a NACK: Envoy may hold, of each name the response touched, what it had or what
+    was sent. The resources its error names it refused; if it names none, any may be."""
+    for name in sent:
+        holdings.known[name] = UNSURE
+    updated = [n for n, version in sent.items() if version is not None]
+    named = [n for n in updated if _names(message, n)]
+    if holdings.rejected_at != at:
+        holdings.rejected.clear()
+    holdings.rejected.update(named or updated)
+    holdings.rejected_at = at
+    holdings.basis = None
+    # Send again at once what was not refused, so that Envoy records it.
+    holdings.resync = True
+
+
+def _names(message: str, name: str) -> bool:
+    """Whether Envoy's error message names this resource (as `name: why`, or quoted)."""
+    return re.search(rf"(?:^|[\s,'\"(]){re.escape(name)}(?=$|[\s,:'\")])", message) is not None
 
 
 def _subscribe(watch: WatchState, subscribe: set[str], unsubscribe: set[str]) -> None:
@@ -306,6 +329,9 @@ def _subscribe(watch: WatchState, subscribe: set[str], unsubscribe: set[str]) ->
         # Forgotten, so that subscribing again sends it again (and, under a wildcard, the
         # proxy expects to be told the resource's state at once).
         holdings.known.pop(name, None)
+        holdings.rejected.discard(name)
+        watch.retiring.discard(name)
+        watch.warming.discard(name)
 
 
 def _diff(watch: WatchState, versions: Mapping[str, str]) -> tuple[list[str], list[str]]:
@@ -347,3 +373,4 @@ def _follow_with_endpoints(
         eds_name = cache.eds_name(clusters.items[name])
         if eds_name is not None:
             watch.delta.resend.add(eds_name)
+            watch.warming.add(eds_name)

@@ -1,5 +1,5 @@
 """ADS on grpc.aio, state of the world and delta: serves snapshots, knows nothing of config
-sources. The delta protocol's logic lives in `weft.xds.delta`."""
+sources. Each protocol's logic lives in its own module: `weft.xds.sotw`, `weft.xds.delta`."""
 
 from __future__ import annotations
 
@@ -23,12 +23,13 @@ from weft.snapshot.proxy import Proxy, proxy_from_node
 from weft.snapshot.scope import change_scope
 from weft.snapshot.snapshot import Snapshot
 from weft.telemetry.metrics import ControlPlaneMetrics
-from weft.xds import types
 from weft.xds.cache import GenerationCache
 from weft.xds.connection import Connection, Protocol
 from weft.xds.delta import DeltaAds
 from weft.xds.generate import InconsistentConfig, Resources
 from weft.xds.isolate import LeftOut
+from weft.xds.resource_versions import ResourceVersions
+from weft.xds.sotw import SotwAds
 from weft.xds.stream import pump_requests
 
 log = logging.getLogger("weft.xds")
@@ -56,11 +57,19 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         # Nonces must differ across restarts too, or Envoy may mistake a new response for old.
         self._nonce_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
-        self._delta = DeltaAds(self.config_for, self._nonce, self.metrics)
+        versions = ResourceVersions()
+        self._sotw = SotwAds(self.config_for, self._nonce, self.metrics, versions, self._wake)
+        self._delta = DeltaAds(self.config_for, self._nonce, self.metrics, versions, self._wake)
         self.metrics.left_out = self.left_out
 
     def _nonce(self) -> str:
         return f"{self._nonce_prefix}-{next(self._ids)}"
+
+    def _wake(self, conn: Connection, delay: float) -> None:
+        """Look at one stream again after `delay`, as after a push."""
+        queue = self._queues.get(conn.id)
+        if queue is not None:
+            asyncio.get_running_loop().call_later(delay, queue.put_nowait, _PUSH)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -118,13 +127,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
-        def on_request(
-            conn: Connection, request: discovery_pb2.DiscoveryRequest
-        ) -> list[discovery_pb2.DiscoveryResponse]:
-            response = self._on_request(conn, request)
-            return [] if response is None else [response]
-
-        stream = self._serve("sotw", request_iterator, context, on_request, self._on_push)
+        sotw = self._sotw
+        stream = self._serve("sotw", request_iterator, context, sotw.on_request, sotw.on_push)
         async with contextlib.aclosing(stream):
             async for response in stream:
                 yield response
@@ -223,71 +227,3 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         """`pilot_xds{version}`: connected proxies by their agent's version, as istiod has it."""
         self._by_version[version] += change
         self.metrics.connected.labels(version or "unknown").set(self._by_version[version])
-
-    def _on_request(
-        self, conn: Connection, request: discovery_pb2.DiscoveryRequest
-    ) -> discovery_pb2.DiscoveryResponse | None:
-        type_url = request.type_url
-        watch = conn.watch(type_url)
-        names = frozenset(n for n in request.resource_names if n != "*")
-        if request.response_nonce:
-            if request.response_nonce != watch.sent_nonce:
-                return None  # answers a response that has been superseded
-            if request.HasField("error_detail"):
-                watch.nack = request.error_detail.message
-                self.metrics.rejects.labels(types.short_name(type_url)).inc()
-                log.warning(
-                    "%s rejected %s version %s: %s (it keeps its last good config)",
-                    conn.proxy.id, types.short_name(type_url), watch.sent_version,
-                    request.error_detail.message,
-                )  # fmt: skip
-                watch.names = names
-                return None
-            watch.acked_version = watch.sent_version
-            watch.nack = None
-            if names == watch.names:
-                return None  # a plain ACK
-        # A first request (also after a reconnect, with Envoy's old version) or a new set of
-        # names: always answered.
-        watch.names = names
-        watch.requested = True
-        return self._respond(conn, type_url, force=True)
-
-    def _on_push(self, conn: Connection) -> list[discovery_pb2.DiscoveryResponse]:
-        responses: list[discovery_pb2.DiscoveryResponse] = []
-        clusters_sent = False
-        for type_url in types.PUSH_ORDER:
-            watch = conn.watches.get(type_url)
-            if watch is None or not watch.requested:
-                continue
-            # An EDS cluster changed by CDS waits for EDS: always follow CDS with EDS.
-            force = type_url == types.ENDPOINT and clusters_sent
-            response = self._respond(conn, type_url, force=force)
-            if response is not None:
-                responses.append(response)
-                clusters_sent = clusters_sent or type_url == types.CLUSTER
-        return responses
-
-    def _respond(
-        self, conn: Connection, type_url: str, force: bool
-    ) -> discovery_pb2.DiscoveryResponse | None:
-        started = time.monotonic()
-        config = self.config_for(conn.proxy)
-        resources = config.get(type_url)
-        watch = conn.watch(type_url)
-        if resources is None:
-            resources = Resources.of(type_url, [])
-        if not force and watch.sent_version == resources.version:
-            return None
-        items = resources.items
-        if watch.names:  # asked for by name (EDS and RDS always are): only those
-            items = {n: r for n, r in items.items() if n in watch.names}
-        nonce = self._nonce()
-        watch.mark_sent(resources.version, nonce, len(items))
-        self.metrics.sent(types.short_name(type_url), time.monotonic() - started)
-        return discovery_pb2.DiscoveryResponse(
-            version_info=resources.version,
-            type_url=type_url,
-            nonce=nonce,
-            resources=list(items.values()),
-        )

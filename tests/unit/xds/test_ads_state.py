@@ -125,6 +125,7 @@ class Stream:
         )
         self._node_pending = send_node
         self.last: dict[str, discovery_pb2.DiscoveryResponse] = {}
+        self.names: dict[str, list[str]] = {}  # per type, as last asked for
 
     async def _iterate(self) -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
         while (request := await self._requests.get()) is not None:
@@ -142,6 +143,7 @@ class Stream:
         request = discovery_pb2.DiscoveryRequest(
             type_url=type_url, resource_names=list(resource_names)
         )
+        self.names[type_url] = list(resource_names)
         if self._node_pending:  # set_node_on_first_message_only, as Weft's bootstrap says
             request.node.CopyFrom(node(self.identity))
             self._node_pending = False
@@ -154,7 +156,12 @@ class Stream:
             request.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
         self._requests.put_nowait(request)
 
-    def ack(self, response: discovery_pb2.DiscoveryResponse, names: Iterable[str] = ()) -> None:
+    def ack(
+        self, response: discovery_pb2.DiscoveryResponse, names: Iterable[str] | None = None
+    ) -> None:
+        """Accept `response`, asking for the same names as before unless given others."""
+        if names is None:
+            names = self.names.get(response.type_url, [])
         self.send(response.type_url, names, response=response)
 
     async def recv(self) -> discovery_pb2.DiscoveryResponse:
@@ -410,6 +417,20 @@ def short(responses: list[discovery_pb2.DiscoveryResponse]) -> list[str]:
     return [types.short_name(r.type_url) for r in responses]
 
 
+async def settle(stream: Stream) -> list[discovery_pb2.DiscoveryResponse]:
+    """Everything the server sends until it has nothing more, answered as Envoy answers:
+    each response ACKed and, after clusters, endpoints asked for by the EDS clusters' names."""
+    found = []
+    while responses := await stream.drain():
+        for response in responses:
+            found.append(response)
+            stream.ack(response)
+            wanted = eds_names(response) if response.type_url == types.CLUSTER else []
+            if wanted and sorted(wanted) != sorted(stream.names.get(types.ENDPOINT, [])):
+                stream.send(types.ENDPOINT, wanted)
+    return found
+
+
 async def test_push_of_the_same_content_sends_nothing(server: AdsServer, stream: Stream) -> None:
     await stream.subscribe_all()
     assert await pushed(server, stream, snapshot(2)) == []
@@ -468,10 +489,11 @@ async def test_new_service_sends_changed_types_in_push_order(
             labels=frozen_labels({"app": "payments"}),
         )
     )
-    responses = await pushed(server, stream, snapshot(2, registry=registry))
-    # Listeners do not depend on services, so LDS is not re-sent.
-    assert short(responses) == ["CDS", "EDS", "RDS"]
-    await stream.drain()
+    assert await stream.drain() == []
+    server.push(snapshot(2, registry=registry))
+    # Listeners do not depend on services, so LDS is not re-sent; routes to the new service
+    # wait until Envoy has its cluster and endpoints.
+    assert short(await settle(stream)) == ["CDS", "EDS", "EDS", "RDS"]
     assert {stream.status(t)["status"] for t in types.PUSH_ORDER} == {"SYNCED"}
 
 
@@ -560,3 +582,107 @@ async def test_two_proxies_get_their_own_connections(server: AdsServer) -> None:
     finally:
         await a.aclose()
         await b.aclose()
+
+
+# --- make before break -------------------------------------------------------------------------
+
+
+def renamed(first: str, second: str) -> list[IstioObject]:
+    """Bookinfo's rules with reviews' subsets under these names, and a route between them."""
+    rules = [o for o in config("destination-rule-all.yaml") if o.metadata.name != "reviews"]
+    return rules + config(
+        extra=[
+            f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: {first}, labels: {{version: v1}}}}
+  - {{name: {second}, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {{destination: {{host: reviews, subset: {first}}}, weight: 50}}
+    - {{destination: {{host: reviews, subset: {second}}}, weight: 50}}
+"""
+        ]
+    )
+
+
+def subset_clusters(*subsets: str) -> set[str]:
+    return {f"outbound|9080|{s}|{REVIEWS}" for s in subsets}
+
+
+async def test_renamed_subsets_keep_the_old_clusters_until_routes_are_taken(
+    server: AdsServer,
+) -> None:
+    stream = Stream(server)
+    try:
+        await stream.subscribe_all()
+        server.push(snapshot(2, renamed("a", "b")))
+        await settle(stream)
+        assert await stream.drain() == []
+        server.push(snapshot(3, renamed("c", "d")))
+        cds, eds = await stream.drain()
+        # New clusters come first, the old ones kept: routes Envoy holds still name them.
+        assert subset_clusters("a", "b", "c", "d") <= set(resource_names(cds))
+        latest = server.config_for(stream.connection().proxy)
+        assert cds.version_info != latest[types.CLUSTER].version
+        stream.ack(cds)
+        stream.ack(eds)
+        # Routes wait until Envoy has the new clusters' endpoints.
+        assert await stream.drain() == []
+        new_eds = await stream.request(types.ENDPOINT, eds_names(cds))
+        assert subset_clusters("c", "d") <= set(resource_names(new_eds))
+        (rds,) = await stream.drain()
+        assert rds.type_url == types.ROUTE
+        assert stream.status(types.CLUSTER)["status"] == "STALE"  # holds clusters it should not
+        stream.ack(rds)
+        # Routes taken: the clusters again without the old ones, then their endpoints.
+        cds, eds = await stream.drain()
+        assert not subset_clusters("a", "b") & set(resource_names(cds))
+        assert subset_clusters("c", "d") <= set(resource_names(cds))
+        assert cds.version_info == latest[types.CLUSTER].version
+        await settle(stream)
+        assert {stream.status(t)["status"] for t in types.PUSH_ORDER} == {"SYNCED"}
+    finally:
+        await stream.aclose()
+
+
+async def test_old_clusters_stay_while_envoy_refuses_the_new_routes(server: AdsServer) -> None:
+    stream = Stream(server)
+    try:
+        await stream.subscribe_all()
+        server.push(snapshot(2, renamed("a", "b")))
+        await settle(stream)
+        server.push(snapshot(3, renamed("c", "d")))
+        responses = await settle_until(stream, types.ROUTE)
+        stream.send(types.ROUTE, stream.names[types.ROUTE], response=responses[-1], error="no")
+        assert await settle(stream) == []
+        assert subset_clusters("a", "b") <= set(resource_names(stream.last[types.CLUSTER]))
+        assert stream.status(types.CLUSTER)["status"] == "STALE"
+    finally:
+        await stream.aclose()
+
+
+async def settle_until(stream: Stream, type_url: str) -> list[discovery_pb2.DiscoveryResponse]:
+    """As `settle`, up to a response of `type_url`, which is left unanswered."""
+    found: list[discovery_pb2.DiscoveryResponse] = []
+    while True:
+        responses = await stream.drain()
+        assert responses, f"no {types.short_name(type_url)} response came"
+        for response in responses:
+            found.append(response)
+            if response.type_url == type_url:
+                return found
+            stream.ack(response)
+            wanted = eds_names(response) if response.type_url == types.CLUSTER else []
+            if wanted and sorted(wanted) != sorted(stream.names.get(types.ENDPOINT, [])):
+                stream.send(types.ENDPOINT, wanted)

@@ -28,7 +28,9 @@ from tests.unit.xds.test_ads_state import (
     config,
     node,
     rejects,
+    renamed,
     snapshot,
+    subset_clusters,
     with_reviews_policy,
 )
 from weft.agent.bootstrap import SidecarIdentity
@@ -179,6 +181,24 @@ def short(responses: Iterable[Response]) -> list[str]:
     return [types.short_name(r.type_url) for r in responses]
 
 
+async def settle(stream: DeltaStream) -> list[Response]:
+    """Everything the server sends until it has nothing more, answered as Envoy answers:
+    each response ACKed and, after clusters, the endpoints of new EDS clusters subscribed and
+    those of removed clusters unsubscribed."""
+    found = []
+    while responses := await stream.drain():
+        for response in responses:
+            found.append(response)
+            stream.ack(response)
+            if response.type_url == types.CLUSTER:
+                have = stream.connection().watches[types.ENDPOINT].names
+                new = [n for n in eds_names(response) if n not in have]
+                gone = [n for n in response.removed_resources if n in have]
+                if new or gone:
+                    stream.send(types.ENDPOINT, new, unsubscribe=gone)
+    return found
+
+
 def without_ratings(version: int = 2, objects: list[IstioObject] | None = None) -> Snapshot:
     registry = bookinfo_registry()
     registry.deregister("default", "ratings-v1")
@@ -257,14 +277,129 @@ async def test_a_change_after_a_nack_resends_what_was_rejected(
     stream.send(types.CLUSTER, answering=cds, error="bad cluster")
     stream.ack(eds)
     # An unrelated cluster change: the rejected clusters are still not in Envoy, so they go too.
-    responses = await pushed(server, stream, without_ratings(3, with_reviews_policy()))
+    assert await stream.drain() == []
+    server.push(without_ratings(3, with_reviews_policy()))
+    responses = await settle(stream)
     again = responses[0]
     assert again.type_url == types.CLUSTER
     assert set(REVIEWS_CLUSTERS) <= set(sent(again))
-    assert f"outbound|9080||{RATINGS}" in again.removed_resources
-    await stream.drain()
+    assert f"outbound|9080||{RATINGS}" in {
+        n for r in responses if r.type_url == types.CLUSTER for n in r.removed_resources
+    }
     status = stream.status(types.CLUSTER)
     assert (status["status"], status["nack"]) == ("SYNCED", None)
+
+
+REVIEWS_WITHOUT_SUBSETS = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+"""
+
+
+def without_subsets() -> list[IstioObject]:
+    """destination-rule-all.yaml with reviews' rule replaced: its subset clusters go."""
+    rules = [o for o in config("destination-rule-all.yaml") if o.metadata.name != "reviews"]
+    return rules + config(extra=[REVIEWS_WITHOUT_SUBSETS])
+
+
+def refused(name: str) -> str:
+    """Envoy's message when it refuses one cluster of a CDS response."""
+    return f"Error adding/updating cluster(s) {name}: cluster manager: no, '{name}' is bad"
+
+
+async def test_after_a_nack_the_removals_it_applied_are_recorded(
+    server: AdsServer, stream: DeltaStream
+) -> None:
+    """Envoy applies a NACKed response's removals but does not record them; sent again and
+    accepted, Envoy's record and the server's agree, and restoring the subsets sends them."""
+    await stream.subscribe_all()
+    assert await stream.drain() == []
+    server.push(snapshot(2, without_subsets()))
+    cds, *others = await stream.drain()
+    for response in others:
+        stream.ack(response)
+    subsets = [n for n in REVIEWS_CLUSTERS if "||" not in n]
+    default = f"outbound|9080||{REVIEWS}"
+    assert sent(cds) == [default] and sorted(cds.removed_resources) == subsets
+    stream.send(types.CLUSTER, answering=cds, error=refused(default))
+    again = await stream.recv()
+    # At once: the removals again, not the refused cluster.
+    assert (sent(again), sorted(again.removed_resources)) == ([], subsets)
+    stream.ack(again)
+    await stream.drain()
+    status = stream.status(types.CLUSTER)
+    assert (status["status"], status["nack"]) == ("STALE", refused(default))
+    assert await pushed(server, stream, snapshot(3, without_subsets())) == []
+    # The good rule again: the subset clusters come back, and the default cluster as it was.
+    cds, _ = await pushed(server, stream, snapshot(4))
+    assert sent(cds) == REVIEWS_CLUSTERS and not cds.removed_resources
+    await stream.drain()
+    assert stream.status(types.CLUSTER)["status"] == "SYNCED"
+
+
+async def test_after_a_nack_the_resources_it_does_not_name_are_sent_again(
+    server: AdsServer, stream: DeltaStream
+) -> None:
+    await stream.subscribe_all()
+    server.push(snapshot(2, with_reviews_policy()))
+    cds, _ = await stream.drain()
+    v2 = f"outbound|9080|v2|{REVIEWS}"
+    stream.send(types.CLUSTER, answering=cds, error=refused(v2))
+    again = await stream.recv()
+    assert sent(again) == [n for n in REVIEWS_CLUSTERS if n != v2]
+    stream.ack(again)
+    await stream.drain()
+    assert stream.status(types.CLUSTER)["status"] == "STALE"  # v2 is not what it should be
+    assert await pushed(server, stream, snapshot(3, with_reviews_policy())) == []
+
+
+async def test_a_refused_resend_is_not_sent_again(stream: DeltaStream, server: AdsServer) -> None:
+    await stream.subscribe_all()
+    server.push(snapshot(2, with_reviews_policy()))
+    cds, _ = await stream.drain()
+    stream.send(types.CLUSTER, answering=cds, error=refused(f"outbound|9080|v2|{REVIEWS}"))
+    again = await stream.recv()
+    stream.send(types.CLUSTER, answering=again, error="still bad")
+    # Nothing more is tried until the config changes.
+    assert await stream.drain() == []
+    assert stream.status(types.CLUSTER)["nack"] == "still bad"
+    assert rejects(server, types.CLUSTER) == 2.0
+
+
+async def test_reconnect_sends_declared_clusters_envoy_has_no_endpoints_for(
+    server: AdsServer,
+) -> None:
+    """After a NACKed response Envoy declares clusters it removed; it subscribes endpoints
+    only for those it has."""
+    before = DeltaStream(server)
+    try:
+        cds = await before.request(types.CLUSTER)
+        had = held([cds])
+        had_endpoints = held([await before.request(types.ENDPOINT, eds_names(cds))])
+    finally:
+        await before.aclose()
+    after = DeltaStream(AdsServer(snapshot(1)))
+    subsets = [n for n in REVIEWS_CLUSTERS if "||" not in n]
+    try:
+        first = await after.request(types.CLUSTER, initial=had)
+        assert not first.resources and not first.removed_resources
+        endpoints = {n: v for n, v in had_endpoints.items() if n not in subsets}
+        after.send(types.ENDPOINT, list(endpoints), initial=endpoints)
+        cds, eds = await after.recv(), await after.recv()
+        assert (cds.type_url, sent(cds)) == (types.CLUSTER, subsets)
+        assert eds.type_url == types.ENDPOINT and not eds.resources
+        after.ack(cds)
+        after.ack(eds)
+        # Envoy, having the clusters, subscribes their endpoints.
+        assert sent(await after.request(types.ENDPOINT, subsets)) == subsets
+        await after.drain()
+        assert after.status(types.CLUSTER)["status"] == "SYNCED"
+    finally:
+        await after.aclose()
 
 
 async def test_stale_nonce_is_ignored(server: AdsServer, stream: DeltaStream) -> None:
@@ -322,21 +457,24 @@ async def test_cluster_change_sends_only_changed_clusters_then_their_endpoints(
 
 async def test_removed_service_sends_removed_names(server: AdsServer, stream: DeltaStream) -> None:
     before = await stream.subscribe_all()
-    responses = await pushed(server, stream, without_ratings())
-    # Listeners do not depend on services; ratings' route goes with its virtual host.
-    assert short(responses) == ["CDS", "EDS", "RDS"]
-    cds, eds, rds = responses
+    # Listeners do not depend on services; ratings' route goes with its virtual host, first.
+    (rds,) = await pushed(server, stream, without_ratings())
+    assert sent(rds) == [names.HTTP_PROXY_ROUTE]
+    # The route taken, its clusters go, then their endpoints.
+    cds, eds = await stream.drain()
     gone = sorted(n for n in held([before[types.CLUSTER]]) if RATINGS in n)
     assert gone and sorted(cds.removed_resources) == gone and not cds.resources
     assert sorted(eds.removed_resources) == sorted(
         set(gone) & set(eds_names(before[types.CLUSTER]))
     )
-    assert sent(rds) == [names.HTTP_PROXY_ROUTE]
+    stream.ack(cds)
+    stream.ack(eds)
     await stream.drain()
     assert (
         stream.status(types.CLUSTER)["sent"]
         == server.config_for(stream.connection().proxy)[types.CLUSTER].version
     )
+    assert {stream.status(t)["status"] for t in types.PUSH_ORDER} == {"SYNCED"}
 
 
 async def test_new_endpoint_sends_only_that_clusters_endpoints(
@@ -459,7 +597,9 @@ async def test_reconnect_with_current_versions_resends_nothing(server: AdsServer
 async def test_reconnect_after_changes_sends_only_the_difference(server: AdsServer) -> None:
     before = DeltaStream(server)
     try:
-        had = held([await before.request(types.CLUSTER)])
+        cds = await before.request(types.CLUSTER)
+        had = held([cds])
+        had_endpoints = held([await before.request(types.ENDPOINT, eds_names(cds))])
     finally:
         await before.aclose()
     # While Envoy was away: reviews' clusters changed, and it holds a cluster that is gone.
@@ -470,9 +610,9 @@ async def test_reconnect_after_changes_sends_only_the_difference(server: AdsServ
         assert sent(cds) == REVIEWS_CLUSTERS
         assert list(cds.removed_resources) == ["outbound|1|x|gone"]
         # Asked for endpoints it already holds, it still gets those of the changed clusters.
-        eds_held = {n: v for n, v in had.items() if n in REVIEWS_CLUSTERS}
-        eds = await after.request(types.ENDPOINT, list(eds_held), initial=eds_held)
+        eds = await after.request(types.ENDPOINT, list(had_endpoints), initial=had_endpoints)
         assert sent(eds) == REVIEWS_CLUSTERS
+        assert await after.drain() == []
     finally:
         await after.aclose()
 
@@ -524,3 +664,63 @@ async def test_what_the_server_remembers_per_resource_does_not_grow_with_pushes(
         assert responses, version
         sizes.append(len(delta._versions._versions) + len(delta._changes))
     assert max(sizes[5:]) <= 2 * min(sizes[5:]), sizes
+
+
+# --- make before break -------------------------------------------------------------------------
+
+
+async def test_routes_wait_for_new_clusters_and_old_clusters_for_the_routes(
+    server: AdsServer, stream: DeltaStream
+) -> None:
+    await stream.subscribe_all()
+    server.push(snapshot(2, renamed("a", "b")))
+    await settle(stream)
+    server.push(snapshot(3, renamed("c", "d")))
+    cds, *others = await stream.drain()
+    # New clusters first; nothing removed, no route yet.
+    assert set(sent(cds)) == subset_clusters("c", "d") and not cds.removed_resources
+    assert types.ROUTE not in short(others)
+    for response in (cds, *others):
+        stream.ack(response)
+    # Routes wait until Envoy has the new clusters' endpoints.
+    assert await stream.drain() == []
+    assert sorted(sent(await stream.request(types.ENDPOINT, eds_names(cds)))) == sorted(
+        subset_clusters("c", "d")
+    )
+    (rds,) = await stream.drain()
+    assert rds.type_url == types.ROUTE
+    assert stream.status(types.CLUSTER)["status"] == "STALE"  # holds clusters it should not
+    stream.ack(rds)
+    # Routes taken: the old clusters go, then their endpoints.
+    cds, eds = await stream.drain()
+    assert set(cds.removed_resources) == subset_clusters("a", "b") and not cds.resources
+    assert set(eds.removed_resources) == subset_clusters("a", "b")
+    stream.ack(cds)
+    stream.ack(eds)
+    await stream.drain()
+    assert {stream.status(t)["status"] for t in types.PUSH_ORDER} == {"SYNCED"}
+
+
+async def test_old_clusters_stay_while_envoy_refuses_the_new_routes(
+    server: AdsServer, stream: DeltaStream
+) -> None:
+    await stream.subscribe_all()
+    server.push(snapshot(2, renamed("a", "b")))
+    await settle(stream)
+    server.push(snapshot(3, renamed("c", "d")))
+    rds = None
+    while rds is None:
+        responses = await stream.drain()
+        assert responses, "the routes never came"
+        for response in responses:
+            if response.type_url == types.ROUTE:
+                rds = response
+                continue
+            stream.ack(response)
+            if response.type_url == types.CLUSTER:
+                stream.send(types.ENDPOINT, eds_names(response))
+    stream.send(types.ROUTE, answering=rds, error="no")
+    assert await settle(stream) == []
+    watch = stream.connection().watches[types.CLUSTER]
+    assert subset_clusters("a", "b") <= watch.delta.known.keys()
+    assert stream.status(types.CLUSTER)["status"] == "STALE"
