@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from google.protobuf import any_pb2
 
 from weft.snapshot.proxy import Proxy
 from weft.xds import types
@@ -33,7 +35,7 @@ class Holdings:
     resync: bool = False  # subscriptions changed: compare even if the config did not
     # The resources `known` was last brought in line with (None after a NACK): the next
     # comparison need only look at what differs from them.
-    basis: Mapping[str, Any] | None = None
+    basis: Mapping[str, any_pb2.Any] | None = None
     # Names the proxy may have refused, with the type's version then: not sent again until
     # that version changes (Envoy would refuse the same bytes again).
     rejected: set[str] = field(default_factory=set)
@@ -57,7 +59,7 @@ class WatchState(Subscription):
     held_since: float | None = None
     held_answer: bool = False
     # State of the world, clusters: the resources of the last response, by name.
-    sent_items: Mapping[str, Any] = field(default_factory=dict)
+    sent_items: Mapping[str, any_pb2.Any] = field(default_factory=dict)
 
     @property
     def status(self) -> str:

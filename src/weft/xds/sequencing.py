@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+
+from google.protobuf import any_pb2
 
 from weft.xds import types
 from weft.xds.connection import Connection, WatchState
@@ -105,8 +106,8 @@ def held(conn: Connection) -> list[str]:
 
 
 def kept(
-    items: Mapping[str, Any], before: Mapping[str, Any], names: frozenset[str]
-) -> dict[str, Any]:
+    items: Mapping[str, any_pb2.Any], before: Mapping[str, any_pb2.Any], names: frozenset[str]
+) -> dict[str, any_pb2.Any]:
     """State of the world: the resources last sent that `items` lacks (and the proxy still
     asks for), to be sent with them until the proxy has taken its new routes."""
     return {n: r for n, r in before.items() if n not in items and (not names or n in names)}

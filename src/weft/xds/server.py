@@ -11,7 +11,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -125,7 +125,9 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
     async def StreamAggregatedResources(
         self,
         request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
-        context: grpc.aio.ServicerContext[Any, Any],
+        context: grpc.aio.ServicerContext[
+            discovery_pb2.DiscoveryRequest, discovery_pb2.DiscoveryResponse
+        ],
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
         sotw = self._sotw
         stream = self._serve("sotw", request_iterator, context, sotw.on_request, sotw.on_push)
@@ -136,7 +138,9 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
     async def DeltaAggregatedResources(
         self,
         request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
-        context: grpc.aio.ServicerContext[Any, Any],
+        context: grpc.aio.ServicerContext[
+            discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.DeltaDiscoveryResponse
+        ],
     ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
         delta = self._delta
         stream = self._serve("delta", request_iterator, context, delta.on_request, delta.on_push)
@@ -148,7 +152,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         self,
         protocol: Protocol,
         requests: AsyncIterator[_Request],
-        context: grpc.aio.ServicerContext[Any, Any],
+        context: grpc.aio.ServicerContext[_Request, _Response],
         on_request: Callable[[Connection, _Request], list[_Response]],
         on_push: Callable[[Connection], list[_Response]],
     ) -> AsyncGenerator[_Response, None]:

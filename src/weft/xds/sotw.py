@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest as Request
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryResponse as Response
@@ -105,7 +104,7 @@ class SotwAds:
         watch = conn.watch(type_url)
         force = force or watch.held_answer
         items = resources.items
-        kept: dict[str, Any] = {}
+        kept: dict[str, any_pb2.Any] = {}
         if type_url == types.CLUSTER and not sequencing.routes_taken(conn, config):
             kept = sequencing.kept(items, watch.sent_items, watch.names)
         if not force and watch.sent_version == resources.version and kept.keys() == watch.retiring:
@@ -131,7 +130,7 @@ class SotwAds:
         return [sent]
 
     def _clusters_sent(
-        self, conn: Connection, items: Mapping[str, any_pb2.Any], before: Mapping[str, Any]
+        self, conn: Connection, items: Mapping[str, any_pb2.Any], before: Mapping[str, any_pb2.Any]
     ) -> None:
         """Routes wait for the endpoints of clusters new or changed since the last response."""
         changed = [p for n, p in items.items() if before.get(n) is not p]
