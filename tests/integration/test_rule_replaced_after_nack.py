@@ -58,7 +58,10 @@ async def test_requests_succeed_once_the_good_rule_is_back(
     else:
         await mesh.until(lambda: _newer(mesh, before), 10, "the rule to be served")
         await settled(mesh)
-    await apply_and_sync(mesh, NETWORKING / "destination-rule-all.yaml")
+    # The good rule again (unchanged, so no new snapshot, when the bad one was refused).
+    current = await mesh.snapshot_version()
+    await mesh.apply(NETWORKING / "destination-rule-all.yaml")
+    await mesh.wait_synced(min_snapshot=current, proxies=len(mesh.workloads))
     counts = await bookinfo.versions(REVIEWS, 40)
     assert set(counts) <= {"v1", "v3"}, counts  # a failure would count as "HTTP 503"
     # ... and it goes on taking changes.
