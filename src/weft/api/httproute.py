@@ -28,9 +28,23 @@ class HeaderOperations(IstioModel):
     remove: list[str] = Field(default_factory=list)
 
 
+# Setting one of these request headers rewrites the request's authority, as in Istio.
+AUTHORITY_HEADERS = frozenset({":authority", "host"})
+
+
 class Headers(IstioModel):
     request: HeaderOperations | None = None
     response: HeaderOperations | None = None
+
+    def authority(self) -> str | None:
+        """The authority the request edits set, if any ('set' wins over 'add')."""
+        if self.request is None:
+            return None
+        for values in (self.request.set, self.request.add):
+            for name, value in values.items():
+                if name.lower() in AUTHORITY_HEADERS:
+                    return value
+        return None
 
 
 class HTTPMatchRequest(IstioModel):

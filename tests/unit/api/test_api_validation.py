@@ -516,3 +516,34 @@ def test_a_delegate_is_named_by_object_name_and_namespace(errors_of: Errors) -> 
         VS + "spec.http[0].delegate.namespace: 'Team' is not a namespace "
         "(name the namespace of the delegate VirtualService, or leave it out for this one)",
     ]
+
+
+def test_header_edits_envoy_refuses_are_refused(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [ratings]
+  http:
+  - headers:
+      request:
+        set: {":authority": ratings.internal, "x-ok": "a\\nb"}
+        remove: [":path", "bad header"]
+      response:
+        add: {host: h, "": empty}
+    route:
+    - destination: {host: ratings}
+      headers: {request: {add: {Host: elsewhere}}}
+    match: [{headers: {"x\\u0000y": {exact: "1"}, ":path": {prefix: /}}}]
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0].match[0].headers[\"x\\u0000y\"]: 'x\\x00y' is not a header name "
+        "(use letters, digits and '-', e.g. 'x-request-id')",
+        VS + "spec.http[0].headers.request.set.x-ok: value 'a\\nb' has a line break or NUL "
+        "character (write the value on one line)",
+        VS + "spec.http[0].headers.request.remove[0]: ':path' is a pseudo-header; Envoy cannot "
+        "edit it (drop it)",
+        VS + "spec.http[0].headers.request.remove[1]: 'bad header' is not a header name "
+        "(use letters, digits and '-', e.g. 'x-request-id')",
+        VS + "spec.http[0].headers.response.add.host: 'host' is the authority; Envoy cannot "
+        "edit it (drop it)",
+        VS + 'spec.http[0].headers.response.add[""]: header name is empty '
+        "(use letters, digits and '-', e.g. 'x-request-id')",
+    ]
