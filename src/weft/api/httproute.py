@@ -16,6 +16,7 @@ from weft.api.base import (
     NonNegativeInt,
     Percent,
     PortNumber,
+    PositiveDuration,
     StringMatch,
 )
 
@@ -135,13 +136,13 @@ class HTTPRewrite(IstioModel):
 
 class HTTPRetry(IstioModel):
     attempts: NonNegativeInt = 0
-    per_try_timeout: Duration | None = None
+    per_try_timeout: PositiveDuration | None = None
     retry_on: str | None = None
     retry_remote_localities: bool | None = None
 
 
 class Delay(IstioModel):
-    fixed_delay: Duration | None = None
+    fixed_delay: PositiveDuration | None = None
     exponential_delay: Duration | None = None
     percentage: Percent | None = None
     percent: Annotated[int, Field(ge=0, le=100)] | None = None  # deprecated: use percentage

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from weft.api.durations import parse_duration
 from weft.api.httproute import (
     AUTHORITY_HEADERS,
     DEFAULT_PORTS,
@@ -133,12 +132,6 @@ def _delay(field: str, delay: Delay) -> Problems:
         )
     elif delay.fixed_delay is None:
         yield problem(field, "has no fixedDelay", "add 'fixedDelay: 5s'")
-    elif parse_duration(delay.fixed_delay) < 0.001:
-        yield problem(
-            f"{field}.fixedDelay",
-            f"delay {delay.fixed_delay!r} is shorter than 1ms",
-            "use a delay of at least 1ms, or drop the delay",
-        )
 
 
 def _abort(field: str, abort: Abort) -> Problems:

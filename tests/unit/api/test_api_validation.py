@@ -400,8 +400,8 @@ def fault_rule(fault: str) -> str:
         ),
         (
             "{delay: {fixedDelay: 0s, percentage: {value: 5}}}",
-            "spec.http[0].fault.delay.fixedDelay: delay '0s' is shorter than 1ms "
-            "(use a delay of at least 1ms, or drop the delay)",
+            "spec.http[0].fault.delay.fixedDelay: duration '0s' is shorter than 1ms "
+            "(use a duration of at least 1ms)",
         ),
         (
             "{abort: {grpcStatus: NOT_A_CODE}}",
@@ -546,4 +546,25 @@ def test_header_edits_envoy_refuses_are_refused(errors_of: Errors) -> None:
         "edit it (drop it)",
         VS + 'spec.http[0].headers.response.add[""]: header name is empty '
         "(use letters, digits and '-', e.g. 'x-request-id')",
+    ]
+
+
+def test_durations_envoy_needs_above_zero_are_at_least_1ms(errors_of: Errors) -> None:
+    text = obj(
+        "DestinationRule",
+        """
+  host: reviews
+  trafficPolicy:
+    connectionPool: {tcp: {connectTimeout: 0s}}
+    outlierDetection: {interval: 0.5ms, baseEjectionTime: 99999999h}
+""",
+    )
+    where = "mesh.yaml: DestinationRule shop/thing: spec.trafficPolicy."
+    assert errors_of(text) == [
+        where + "connectionPool.tcp.connectTimeout: duration '0s' is shorter than 1ms "
+        "(use a duration of at least 1ms)",
+        where + "outlierDetection.interval: duration '0.5ms' is shorter than 1ms "
+        "(use a duration of at least 1ms)",
+        where + "outlierDetection.baseEjectionTime: duration '99999999h' is longer than 10000 "
+        "years (use a shorter duration)",
     ]
