@@ -114,12 +114,15 @@ def simple_tls(
     cert_file: str | None = None,
     key_file: str | None = None,
     insecure_skip_verify: bool = False,
+    crl_file: str | None = None,
 ) -> base_pb2.TransportSocket:
     """DestinationRule SIMPLE or MUTUAL TLS, with files named in the rule."""
     validation = common_pb2.CertificateValidationContext()
     if not insecure_skip_verify:
         if ca_file:
             validation.trusted_ca.filename = ca_file
+        if crl_file:
+            validation.crl.filename = crl_file
         else:
             validation.system_root_certs.CopyFrom(
                 common_pb2.CertificateValidationContext.SystemRootCerts()

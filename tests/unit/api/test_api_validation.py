@@ -568,3 +568,28 @@ def test_durations_envoy_needs_above_zero_are_at_least_1ms(errors_of: Errors) ->
         where + "outlierDetection.baseEjectionTime: duration '99999999h' is longer than 10000 "
         "years (use a shorter duration)",
     ]
+
+
+def test_client_tls_files_are_absolute_and_only_where_used(errors_of: Errors) -> None:
+    text = obj(
+        "DestinationRule",
+        """
+  host: reviews
+  trafficPolicy:
+    tls: {mode: MUTUAL, clientCertificate: cert.pem, privateKey: /etc/certs/key.pem}
+  subsets:
+  - name: v1
+    trafficPolicy: {tls: {mode: ISTIO_MUTUAL, caCertificates: /etc/certs/ca.pem}}
+  - name: v2
+    trafficPolicy: {tls: {mode: SIMPLE, privateKey: /etc/certs/key.pem}}
+""",
+    )
+    where = "mesh.yaml: DestinationRule shop/thing: spec."
+    assert errors_of(text) == [
+        where + "trafficPolicy.tls.clientCertificate: 'cert.pem' is not an absolute path "
+        "(give the full path of the PEM file, e.g. /etc/certs/cert-chain.pem)",
+        where + "subsets[0].trafficPolicy.tls.caCertificates: mode ISTIO_MUTUAL uses no "
+        "caCertificates (drop it, or use mode SIMPLE or MUTUAL to use your own certificates)",
+        where + "subsets[1].trafficPolicy.tls: sets only one of clientCertificate and privateKey "
+        "(set both: the certificate and its private key)",
+    ]

@@ -3,7 +3,12 @@ subset levels."""
 
 from __future__ import annotations
 
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+
+from tests.unit.xds.conftest import SnapshotFactory
 from weft.api import DestinationRule, load_yaml
+from weft.snapshot.proxy import Proxy
+from weft.xds.cds import generate_clusters
 from weft.xds.policy import effective_policy
 
 RULE = """
@@ -60,3 +65,27 @@ def test_a_subset_overrides_part_by_part_and_its_port_level_as_a_whole() -> None
     assert v2.connection_pool is None  # the subset's port level replaced its own settings
     assert v2.load_balancer is None
     assert effective_policy(rule(), 8080, "v2").connection_pool.tcp.max_connections == 99
+
+
+def test_a_revocation_list_reaches_the_upstream_tls_context(
+    make_snapshot: SnapshotFactory, proxy: Proxy
+) -> None:
+    snap = make_snapshot("""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: {mode: SIMPLE, caCertificates: /etc/certs/ca.pem, caCrl: /etc/certs/crl.pem}
+""")
+    (cluster,) = [
+        c
+        for c in generate_clusters(proxy, snap)
+        if c.name == "outbound|9080||reviews.default.svc.cluster.local"
+    ]
+    context = tls_pb2.UpstreamTlsContext()
+    assert cluster.transport_socket.typed_config.Unpack(context)
+    validation = context.common_tls_context.validation_context
+    assert validation.trusted_ca.filename == "/etc/certs/ca.pem"
+    assert validation.crl.filename == "/etc/certs/crl.pem"
