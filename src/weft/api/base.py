@@ -76,7 +76,8 @@ PositiveDuration = Annotated[str, BeforeValidator(_positive_duration)]
 """A duration of at least 1ms: where Envoy refuses zero (timeouts, intervals, delays)."""
 
 PortNumber = Annotated[int, AfterValidator(_port)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+# Counts and sizes: Envoy holds them in 32 bits.
+NonNegativeInt = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 ProtocolName = Literal[
     "HTTP",

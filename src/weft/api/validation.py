@@ -27,6 +27,7 @@ from weft.api.validation_common import (
     is_namespace,
     problem,
 )
+from weft.api.validation_http import header_name_error
 from weft.api.validation_routes import validate_virtual_service
 from weft.api.validation_security import (
     validate_authorization_policy,
@@ -119,13 +120,27 @@ def _load_balancer(field: str, lb: LoadBalancerSettings) -> Problems:
     if lb.simple is not None and lb.consistent_hash is not None:
         yield problem(field, "sets both simple and consistentHash", "keep only one of them")
     if lb.consistent_hash is not None:
-        keys = lb.consistent_hash.hash_keys_set()
+        ch = lb.consistent_hash
+        keys = ch.hash_keys_set()
         if len(keys) != 1:
             yield problem(
                 f"{field}.consistentHash",
                 f"sets {len(keys)} hash keys; it takes exactly one",
                 "use one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName",
             )
+        where = f"{field}.consistentHash"
+        if ch.http_header_name is not None:
+            error = header_name_error(ch.http_header_name)
+            if error is not None:
+                yield problem(f"{where}.httpHeaderName", error, "name the header, e.g. x-user")
+        if ch.http_query_parameter_name == "":
+            yield problem(
+                f"{where}.httpQueryParameterName",
+                "query parameter name is empty",
+                "name the parameter, e.g. user",
+            )
+        if ch.http_cookie is not None and not ch.http_cookie.name:
+            yield problem(f"{where}.httpCookie.name", "cookie name is empty", "name the cookie")
 
 
 _TLS_FILES = (

@@ -593,3 +593,35 @@ def test_client_tls_files_are_absolute_and_only_where_used(errors_of: Errors) ->
         where + "subsets[1].trafficPolicy.tls: sets only one of clientCertificate and privateKey "
         "(set both: the certificate and its private key)",
     ]
+
+
+def test_hash_keys_and_counts_envoy_cannot_hold_are_refused(errors_of: Errors) -> None:
+    text = obj(
+        "DestinationRule",
+        """
+  host: reviews
+  subsets:
+  - name: v1
+    trafficPolicy: {loadBalancer: {consistentHash: {httpQueryParameterName: ""}}}
+  - name: v2
+    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: "x user"}}}
+""",
+    )
+    where = "mesh.yaml: DestinationRule shop/thing: spec."
+    assert errors_of(text) == [
+        where + "subsets[0].trafficPolicy.loadBalancer.consistentHash.httpQueryParameterName: "
+        "query parameter name is empty (name the parameter, e.g. user)",
+        where + "subsets[1].trafficPolicy.loadBalancer.consistentHash.httpHeaderName: "
+        "'x user' is not a header name (name the header, e.g. x-user)",
+    ]
+    counted = obj(
+        "DestinationRule",
+        """
+  host: reviews
+  trafficPolicy: {connectionPool: {tcp: {maxConnections: 4294967296}}}
+""",
+    )
+    assert errors_of(counted) == [
+        where + "trafficPolicy.connectionPool.tcp.maxConnections: 4294967296 is too large; "
+        "must be at most 4294967295",
+    ]
