@@ -121,12 +121,12 @@ def simple_tls(
     if not insecure_skip_verify:
         if ca_file:
             validation.trusted_ca.filename = ca_file
-        if crl_file:
-            validation.crl.filename = crl_file
         else:
             validation.system_root_certs.CopyFrom(
                 common_pb2.CertificateValidationContext.SystemRootCerts()
             )
+        if crl_file:
+            validation.crl.filename = crl_file
         validation.match_typed_subject_alt_names.extend(
             common_pb2.SubjectAltNameMatcher(
                 san_type=common_pb2.SubjectAltNameMatcher.DNS,

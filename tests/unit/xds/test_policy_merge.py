@@ -89,3 +89,5 @@ spec:
     validation = context.common_tls_context.validation_context
     assert validation.trusted_ca.filename == "/etc/certs/ca.pem"
     assert validation.crl.filename == "/etc/certs/crl.pem"
+    # The rule's CA is the only one trusted.
+    assert not validation.HasField("system_root_certs")
