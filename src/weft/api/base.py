@@ -34,14 +34,27 @@ def invalid(message: str, hint: str | None = None) -> PydanticCustomError:
     return PydanticCustomError(INVALID, "{message}", ctx)
 
 
+# The longest duration protobuf (and so Envoy) can hold: 10,000 years.
+MAX_DURATION_SECONDS = 315_576_000_000
+
+
 def _duration(value: Any) -> str:
     if not isinstance(value, str):
         raise invalid(f"duration must be a string with a unit, got {value!r}", DURATION_HINT)
     try:
-        parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise invalid(str(exc), DURATION_HINT) from None
+    if seconds > MAX_DURATION_SECONDS:
+        raise invalid(f"duration {value!r} is longer than 10000 years", "use a shorter duration")
     return value
+
+
+def _positive_duration(value: Any) -> str:
+    text = _duration(value)
+    if parse_duration(text) < 0.001:
+        raise invalid(f"duration {text!r} is shorter than 1ms", "use a duration of at least 1ms")
+    return text
 
 
 def _port(value: int) -> int:
@@ -59,8 +72,12 @@ def _percentage(value: float) -> float:
 Duration = Annotated[str, BeforeValidator(_duration)]
 """An Istio duration string such as "1.5s"; kept as written, checked by parse_duration."""
 
+PositiveDuration = Annotated[str, BeforeValidator(_positive_duration)]
+"""A duration of at least 1ms: where Envoy refuses zero (timeouts, intervals, delays)."""
+
 PortNumber = Annotated[int, AfterValidator(_port)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+# Counts and sizes: Envoy holds them in 32 bits.
+NonNegativeInt = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 ProtocolName = Literal[
     "HTTP",

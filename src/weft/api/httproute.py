@@ -16,6 +16,7 @@ from weft.api.base import (
     NonNegativeInt,
     Percent,
     PortNumber,
+    PositiveDuration,
     StringMatch,
 )
 
@@ -28,9 +29,23 @@ class HeaderOperations(IstioModel):
     remove: list[str] = Field(default_factory=list)
 
 
+# Setting one of these request headers rewrites the request's authority, as in Istio.
+AUTHORITY_HEADERS = frozenset({":authority", "host"})
+
+
 class Headers(IstioModel):
     request: HeaderOperations | None = None
     response: HeaderOperations | None = None
+
+    def authority(self) -> str | None:
+        """The authority the request edits set, if any ('set' wins over 'add')."""
+        if self.request is None:
+            return None
+        for values in (self.request.set, self.request.add):
+            for name, value in values.items():
+                if name.lower() in AUTHORITY_HEADERS:
+                    return value
+        return None
 
 
 class HTTPMatchRequest(IstioModel):
@@ -121,13 +136,13 @@ class HTTPRewrite(IstioModel):
 
 class HTTPRetry(IstioModel):
     attempts: NonNegativeInt = 0
-    per_try_timeout: Duration | None = None
+    per_try_timeout: PositiveDuration | None = None
     retry_on: str | None = None
     retry_remote_localities: bool | None = None
 
 
 class Delay(IstioModel):
-    fixed_delay: Duration | None = None
+    fixed_delay: PositiveDuration | None = None
     exponential_delay: Duration | None = None
     percentage: Percent | None = None
     percent: Annotated[int, Field(ge=0, le=100)] | None = None  # deprecated: use percentage

@@ -6,7 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from weft.api.base import Duration, IstioModel, NonNegativeInt, PortNumber, PortSelector
+from weft.api.base import (
+    Duration,
+    IstioModel,
+    NonNegativeInt,
+    PortNumber,
+    PortSelector,
+    PositiveDuration,
+)
 
 
 class HTTPCookie(IstioModel):
@@ -81,7 +88,7 @@ class TcpKeepalive(IstioModel):
 
 class TCPSettings(IstioModel):
     max_connections: NonNegativeInt | None = None
-    connect_timeout: Duration | None = None
+    connect_timeout: PositiveDuration | None = None
     tcp_keepalive: TcpKeepalive | None = None
     max_connection_duration: Duration | None = None
     idle_timeout: Duration | None = None
@@ -111,8 +118,8 @@ class OutlierDetection(IstioModel):
     consecutive_gateway_errors: NonNegativeInt | None = None
     consecutive_local_origin_failures: NonNegativeInt | None = None
     split_external_local_origin_errors: bool = False
-    interval: Duration | None = None
-    base_ejection_time: Duration | None = None
+    interval: PositiveDuration | None = None
+    base_ejection_time: PositiveDuration | None = None
     max_ejection_percent: Annotated[int, Field(ge=0, le=100)] | None = None
     min_health_percent: Annotated[int, Field(ge=0, le=100)] | None = None
 

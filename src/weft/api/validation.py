@@ -28,6 +28,7 @@ from weft.api.validation_common import (
     is_namespace,
     problem,
 )
+from weft.api.validation_http import header_name_error
 from weft.api.validation_routes import validate_virtual_service
 from weft.api.validation_security import (
     validate_authorization_policy,
@@ -120,22 +121,75 @@ def _load_balancer(field: str, lb: LoadBalancerSettings) -> Problems:
     if lb.simple is not None and lb.consistent_hash is not None:
         yield problem(field, "sets both simple and consistentHash", "keep only one of them")
     if lb.consistent_hash is not None:
-        keys = lb.consistent_hash.hash_keys_set()
+        ch = lb.consistent_hash
+        keys = ch.hash_keys_set()
         if len(keys) != 1:
             yield problem(
                 f"{field}.consistentHash",
                 f"sets {len(keys)} hash keys; it takes exactly one",
                 "use one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName",
             )
+        where = f"{field}.consistentHash"
+        if ch.http_header_name is not None:
+            error = header_name_error(ch.http_header_name)
+            if error is not None:
+                yield problem(f"{where}.httpHeaderName", error, "name the header, e.g. x-user")
+        if ch.http_query_parameter_name == "":
+            yield problem(
+                f"{where}.httpQueryParameterName",
+                "query parameter name is empty",
+                "name the parameter, e.g. user",
+            )
+        if ch.http_cookie is not None and not ch.http_cookie.name:
+            yield problem(f"{where}.httpCookie.name", "cookie name is empty", "name the cookie")
+
+
+_TLS_FILES = (
+    ("clientCertificate", "client_certificate"),
+    ("privateKey", "private_key"),
+    ("caCertificates", "ca_certificates"),
+    ("caCrl", "ca_crl"),
+)
 
 
 def _client_tls(field: str, tls: ClientTLSSettings) -> Problems:
+    files = [(wire, getattr(tls, name)) for wire, name in _TLS_FILES]
+    if tls.mode in ("ISTIO_MUTUAL", "DISABLE"):
+        # Mesh certificates come from the mesh CA; files here would be ignored.
+        for wire, path in files:
+            if path is not None:
+                yield problem(
+                    f"{field}.{wire}",
+                    f"mode {tls.mode} uses no {wire}",
+                    "drop it, or use mode SIMPLE or MUTUAL to use your own certificates",
+                )
+        return
+    for wire, path in files:
+        if path is not None and not path.startswith("/"):
+            # Envoy reads it on the sidecar's machine, from wherever Envoy was started.
+            yield problem(
+                f"{field}.{wire}",
+                f"{path!r} is not an absolute path",
+                "give the full path of the PEM file, e.g. /etc/certs/cert-chain.pem",
+            )
+    if (tls.client_certificate is None) != (tls.private_key is None):
+        yield problem(
+            field,
+            "sets only one of clientCertificate and privateKey",
+            "set both: the certificate and its private key",
+        )
     has_files = tls.client_certificate is not None and tls.private_key is not None
     if tls.mode == "MUTUAL" and tls.credential_name is None and not has_files:
         yield problem(
             field,
             "mode MUTUAL needs clientCertificate and privateKey, or credentialName",
             "add the certificate files, or use mode ISTIO_MUTUAL for mesh certificates",
+        )
+    elif tls.mode == "SIMPLE" and has_files:
+        yield problem(
+            field,
+            "mode SIMPLE sends no client certificate",
+            "use mode MUTUAL to send clientCertificate, or drop it and privateKey",
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
@@ -28,7 +29,7 @@ def key_path(field: str, key: str) -> str:
     """The field path of a map entry; keys that are not plain words are quoted."""
     if _PLAIN_KEY.match(key):
         return f"{field}.{key}"
-    return f'{field}["{key}"]'
+    return f"{field}[{json.dumps(key, ensure_ascii=False)}]"
 
 
 def problem(field: str, message: str, hint: str | None = None) -> ConfigProblem:

@@ -130,6 +130,7 @@ def apply_client_tls(
                 tls.client_certificate if mode == "MUTUAL" else None,
                 tls.private_key if mode == "MUTUAL" else None,
                 insecure_skip_verify=bool(tls.insecure_skip_verify),
+                crl_file=tls.ca_crl,
             )
         )
         return

@@ -97,7 +97,8 @@ def vhost_domains(service: Service, port: int, client_namespace: str) -> list[st
     host = service.hostname
     bases = [host]
     suffix = f".{service.namespace}.svc."
-    if suffix in host:
+    # A wildcard host has no shorter names: "*" alone would claim every authority.
+    if suffix in host and not host.startswith("*"):
         name = host.split(".", 1)[0]
         bases += [f"{name}.{service.namespace}.svc", f"{name}.{service.namespace}"]
         if service.namespace == client_namespace:

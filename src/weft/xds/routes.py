@@ -15,7 +15,7 @@ from envoy.type.v3 import percent_pb2
 
 from weft.api import DestinationRule, VirtualService
 from weft.api.hosts import fqdn
-from weft.api.httproute import DEFAULT_PORTS, GRPC_STATUS_CODES
+from weft.api.httproute import AUTHORITY_HEADERS, DEFAULT_PORTS, GRPC_STATUS_CODES
 from weft.registry.model import Service
 from weft.snapshot.indexes import DestinationRuleIndex
 from weft.xds import names
@@ -161,9 +161,11 @@ def _route(vs: VirtualService, http: Any, name: str, match: Any, target: RouteTa
         elif dr.body is not None and dr.body.string is not None:
             route.direct_response.body.inline_string = dr.body.string
     else:
-        route.route.CopyFrom(_route_action(vs, http, target))
-        if len(http.route or []) == 1 and http.route[0].headers is not None:
-            _header_ops(route, http.route[0].headers)  # a lone destination's headers
+        # With several destinations, one weighing nothing gets nothing (Istio leaves it out).
+        destinations = [d for d in http.route if len(http.route) == 1 or d.weight > 0]
+        route.route.CopyFrom(_route_action(vs, http, destinations, target))
+        if len(destinations) == 1 and destinations[0].headers is not None:
+            _header_ops(route, destinations[0].headers)  # a lone destination's headers
     if http.headers is not None:
         _header_ops(route, http.headers)
     if http.fault is not None:
@@ -237,9 +239,10 @@ def destination_cluster(vs: VirtualService, destination: Any, target: RouteTarge
     return names.outbound_cluster(port, destination.subset or "", host)
 
 
-def _route_action(vs: VirtualService, http: Any, target: RouteTarget) -> rc.RouteAction:
+def _route_action(
+    vs: VirtualService, http: Any, destinations: list[Any], target: RouteTarget
+) -> rc.RouteAction:
     action = rc.RouteAction()
-    destinations = [d for d in http.route or [] if len(http.route) == 1 or (d.weight or 0) > 0]
     if len(destinations) == 1:
         action.cluster = destination_cluster(vs, destinations[0].destination, target)
     else:
@@ -249,6 +252,9 @@ def _route_action(vs: VirtualService, http: Any, target: RouteTarget) -> rc.Rout
             )
             if d.headers is not None:
                 _header_ops(wc, d.headers)
+                authority = d.headers.authority()
+                if authority:
+                    wc.host_rewrite_literal = authority
             action.weighted_clusters.clusters.append(wc)
     action.timeout.CopyFrom(istio_duration(http.timeout) if http.timeout else duration(0))
     if http.retries is None:
@@ -262,12 +268,24 @@ def _route_action(vs: VirtualService, http: Any, target: RouteTarget) -> rc.Rout
         if rw.uri_regex_rewrite is not None:
             action.regex_rewrite.pattern.regex = rw.uri_regex_rewrite.match
             action.regex_rewrite.substitution = rw.uri_regex_rewrite.rewrite
-        if rw.authority is not None:
-            action.host_rewrite_literal = rw.authority
+    authority = _authority(http, destinations)
+    if authority:
+        action.host_rewrite_literal = authority  # a oneof: set only when there is one
     for mirror in _mirrors(vs, http, target):
         action.request_mirror_policies.append(mirror)
     action.hash_policy.extend(_hash_policies(vs, destinations, target))
     return action
+
+
+def _authority(http: Any, destinations: list[Any]) -> str | None:
+    """The authority to send: rewrite.authority, else one set as a header on the route,
+    else one set on a lone destination (Istio's order)."""
+    if http.rewrite is not None and http.rewrite.authority:
+        return str(http.rewrite.authority)
+    found = http.headers.authority() if http.headers is not None else None
+    if found is None and len(destinations) == 1 and destinations[0].headers is not None:
+        found = destinations[0].headers.authority()
+    return found
 
 
 def _retry_policy(retries: Any) -> rc.RetryPolicy:
@@ -385,14 +403,17 @@ def _header_ops(target: Any, headers: Any) -> None:
         if ops is None:
             continue
         add = getattr(target, f"{direction}_headers_to_add")
-        for name, value in sorted((ops.set or {}).items()):
+        # The authority is not a header Envoy edits: it is rewritten (see _authority).
+        edits = {k: v for k, v in ops.set.items() if k.lower() not in AUTHORITY_HEADERS}
+        for name, value in sorted(edits.items()):
             add.append(
                 base_pb2.HeaderValueOption(
                     header=base_pb2.HeaderValue(key=name, value=value),
                     append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
                 )
             )
-        for name, value in sorted((ops.add or {}).items()):
+        edits = {k: v for k, v in ops.add.items() if k.lower() not in AUTHORITY_HEADERS}
+        for name, value in sorted(edits.items()):
             add.append(
                 base_pb2.HeaderValueOption(
                     header=base_pb2.HeaderValue(key=name, value=value),

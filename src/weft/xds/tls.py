@@ -114,6 +114,7 @@ def simple_tls(
     cert_file: str | None = None,
     key_file: str | None = None,
     insecure_skip_verify: bool = False,
+    crl_file: str | None = None,
 ) -> base_pb2.TransportSocket:
     """DestinationRule SIMPLE or MUTUAL TLS, with files named in the rule."""
     validation = common_pb2.CertificateValidationContext()
@@ -124,6 +125,8 @@ def simple_tls(
             validation.system_root_certs.CopyFrom(
                 common_pb2.CertificateValidationContext.SystemRootCerts()
             )
+        if crl_file:
+            validation.crl.filename = crl_file
         validation.match_typed_subject_alt_names.extend(
             common_pb2.SubjectAltNameMatcher(
                 san_type=common_pb2.SubjectAltNameMatcher.DNS,

@@ -400,8 +400,8 @@ def fault_rule(fault: str) -> str:
         ),
         (
             "{delay: {fixedDelay: 0s, percentage: {value: 5}}}",
-            "spec.http[0].fault.delay.fixedDelay: delay '0s' is shorter than 1ms "
-            "(use a delay of at least 1ms, or drop the delay)",
+            "spec.http[0].fault.delay.fixedDelay: duration '0s' is shorter than 1ms "
+            "(use a duration of at least 1ms)",
         ),
         (
             "{abort: {grpcStatus: NOT_A_CODE}}",
@@ -515,4 +515,113 @@ def test_a_delegate_is_named_by_object_name_and_namespace(errors_of: Errors) -> 
         "(name the delegate VirtualService, e.g. 'reviews-routes')",
         VS + "spec.http[0].delegate.namespace: 'Team' is not a namespace "
         "(name the namespace of the delegate VirtualService, or leave it out for this one)",
+    ]
+
+
+def test_header_edits_envoy_refuses_are_refused(errors_of: Errors) -> None:
+    text = vs("""
+  hosts: [ratings]
+  http:
+  - headers:
+      request:
+        set: {":authority": ratings.internal, "x-ok": "a\\nb"}
+        remove: [":path", "bad header"]
+      response:
+        add: {host: h, "": empty}
+    route:
+    - destination: {host: ratings}
+      headers: {request: {add: {Host: elsewhere}}}
+    match: [{headers: {"x\\u0000y": {exact: "1"}, ":path": {prefix: /}}}]
+""")
+    assert errors_of(text) == [
+        VS + "spec.http[0].match[0].headers[\"x\\u0000y\"]: 'x\\x00y' is not a header name "
+        "(use letters, digits and '-', e.g. 'x-request-id')",
+        VS + "spec.http[0].headers.request.set.x-ok: value 'a\\nb' has a line break or NUL "
+        "character (write the value on one line)",
+        VS + "spec.http[0].headers.request.remove[0]: ':path' is a pseudo-header; Envoy cannot "
+        "edit it (drop it)",
+        VS + "spec.http[0].headers.request.remove[1]: 'bad header' is not a header name "
+        "(use letters, digits and '-', e.g. 'x-request-id')",
+        VS + "spec.http[0].headers.response.add.host: 'host' is the authority; Envoy cannot "
+        "edit it (drop it)",
+        VS + 'spec.http[0].headers.response.add[""]: header name is empty '
+        "(use letters, digits and '-', e.g. 'x-request-id')",
+    ]
+
+
+def test_durations_envoy_needs_above_zero_are_at_least_1ms(errors_of: Errors) -> None:
+    text = obj(
+        "DestinationRule",
+        """
+  host: reviews
+  trafficPolicy:
+    connectionPool: {tcp: {connectTimeout: 0s}}
+    outlierDetection: {interval: 0.5ms, baseEjectionTime: 99999999h}
+""",
+    )
+    where = "mesh.yaml: DestinationRule shop/thing: spec.trafficPolicy."
+    assert errors_of(text) == [
+        where + "connectionPool.tcp.connectTimeout: duration '0s' is shorter than 1ms "
+        "(use a duration of at least 1ms)",
+        where + "outlierDetection.interval: duration '0.5ms' is shorter than 1ms "
+        "(use a duration of at least 1ms)",
+        where + "outlierDetection.baseEjectionTime: duration '99999999h' is longer than 10000 "
+        "years (use a shorter duration)",
+    ]
+
+
+def test_client_tls_files_are_absolute_and_only_where_used(errors_of: Errors) -> None:
+    text = obj(
+        "DestinationRule",
+        """
+  host: reviews
+  trafficPolicy:
+    tls: {mode: MUTUAL, clientCertificate: cert.pem, privateKey: /etc/certs/key.pem}
+  subsets:
+  - name: v1
+    trafficPolicy: {tls: {mode: ISTIO_MUTUAL, caCertificates: /etc/certs/ca.pem}}
+  - name: v2
+    trafficPolicy: {tls: {mode: SIMPLE, privateKey: /etc/certs/key.pem}}
+""",
+    )
+    where = "mesh.yaml: DestinationRule shop/thing: spec."
+    assert errors_of(text) == [
+        where + "trafficPolicy.tls.clientCertificate: 'cert.pem' is not an absolute path "
+        "(give the full path of the PEM file, e.g. /etc/certs/cert-chain.pem)",
+        where + "subsets[0].trafficPolicy.tls.caCertificates: mode ISTIO_MUTUAL uses no "
+        "caCertificates (drop it, or use mode SIMPLE or MUTUAL to use your own certificates)",
+        where + "subsets[1].trafficPolicy.tls: sets only one of clientCertificate and privateKey "
+        "(set both: the certificate and its private key)",
+    ]
+
+
+def test_hash_keys_and_counts_envoy_cannot_hold_are_refused(errors_of: Errors) -> None:
+    text = obj(
+        "DestinationRule",
+        """
+  host: reviews
+  subsets:
+  - name: v1
+    trafficPolicy: {loadBalancer: {consistentHash: {httpQueryParameterName: ""}}}
+  - name: v2
+    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: "x user"}}}
+""",
+    )
+    where = "mesh.yaml: DestinationRule shop/thing: spec."
+    assert errors_of(text) == [
+        where + "subsets[0].trafficPolicy.loadBalancer.consistentHash.httpQueryParameterName: "
+        "query parameter name is empty (name the parameter, e.g. user)",
+        where + "subsets[1].trafficPolicy.loadBalancer.consistentHash.httpHeaderName: "
+        "'x user' is not a header name (name the header, e.g. x-user)",
+    ]
+    counted = obj(
+        "DestinationRule",
+        """
+  host: reviews
+  trafficPolicy: {connectionPool: {tcp: {maxConnections: 4294967296}}}
+""",
+    )
+    assert errors_of(counted) == [
+        where + "trafficPolicy.connectionPool.tcp.maxConnections: 4294967296 is too large; "
+        "must be at most 4294967295",
     ]

@@ -3,7 +3,14 @@ subset levels."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+
+from tests.unit.xds.conftest import SnapshotFactory
 from weft.api import DestinationRule, load_yaml
+from weft.snapshot.proxy import Proxy
+from weft.xds.cds import generate_clusters
 from weft.xds.policy import effective_policy
 
 RULE = """
@@ -60,3 +67,43 @@ def test_a_subset_overrides_part_by_part_and_its_port_level_as_a_whole() -> None
     assert v2.connection_pool is None  # the subset's port level replaced its own settings
     assert v2.load_balancer is None
     assert effective_policy(rule(), 8080, "v2").connection_pool.tcp.max_connections == 99
+
+
+def upstream_validation(clusters: list[Any], name: str) -> Any:
+    (cluster,) = [c for c in clusters if c.name == name]
+    context = tls_pb2.UpstreamTlsContext()
+    assert cluster.transport_socket.typed_config.Unpack(context)
+    return context.common_tls_context.validation_context
+
+
+def test_the_rules_ca_and_revocation_list_reach_the_upstream_tls_context(
+    make_snapshot: SnapshotFactory, proxy: Proxy
+) -> None:
+    snap = make_snapshot("""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: {mode: SIMPLE, caCertificates: /etc/certs/ca.pem, caCrl: /etc/certs/crl.pem}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy: {tls: {mode: SIMPLE, caCertificates: /etc/certs/ca.pem}}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy: {tls: {mode: SIMPLE}}
+""")
+    clusters = generate_clusters(proxy, snap)
+    host = "reviews.default.svc.cluster.local"
+    with_crl = upstream_validation(clusters, f"outbound|9080||{host}")
+    assert with_crl.trusted_ca.filename == "/etc/certs/ca.pem"
+    assert with_crl.crl.filename == "/etc/certs/crl.pem"
+    # The rule's CA is the only one trusted, with or without a revocation list.
+    assert not with_crl.HasField("system_root_certs")
+    without_crl = upstream_validation(clusters, f"outbound|9080|v1|{host}")
+    assert without_crl.trusted_ca.filename == "/etc/certs/ca.pem"
+    assert not without_crl.HasField("system_root_certs")
+    # No CA named: the system's roots.
+    assert upstream_validation(clusters, f"outbound|9080|v2|{host}").HasField("system_root_certs")

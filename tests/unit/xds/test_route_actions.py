@@ -250,3 +250,29 @@ def test_a_match_for_named_gateways_only_is_not_a_sidecars(
     both, rest = routes_of(snap, proxy)
     assert (both.match.prefix, both.direct_response.status) == ("/both", 200)
     assert rest.route.cluster == f"outbound|9080||{RATINGS}"
+
+
+def test_setting_the_authority_header_rewrites_the_authority(
+    make_snapshot: SnapshotFactory, proxy: Proxy
+) -> None:
+    snap = make_snapshot(
+        ratings_rule("""
+  - match: [{uri: {prefix: /route}}]
+    headers: {request: {set: {":authority": ratings.internal, x-kept: "1"}}}
+    route: [{destination: {host: ratings}}]
+  - match: [{uri: {prefix: /rewrite}}]
+    headers: {request: {add: {host: ignored}}}
+    rewrite: {authority: wins.internal}
+    route: [{destination: {host: ratings}}]
+  - route:
+    - {destination: {host: ratings}, weight: 50, headers: {request: {set: {Host: a.internal}}}}
+    - {destination: {host: details}, weight: 50}
+""")
+    )
+    on_route, rewritten, split = routes_of(snap, proxy)
+    assert on_route.route.host_rewrite_literal == "ratings.internal"
+    assert [h.header.key for h in on_route.request_headers_to_add] == ["x-kept"]
+    assert rewritten.route.host_rewrite_literal == "wins.internal"
+    first, second = split.route.weighted_clusters.clusters
+    assert (first.host_rewrite_literal, list(first.request_headers_to_add)) == ("a.internal", [])
+    assert not second.HasField("host_rewrite_literal")
