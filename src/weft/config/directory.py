@@ -1,14 +1,16 @@
 """A config store backed by a directory of YAML/JSON files, watched by polling.
 
 Polling (stat of every file) instead of inotify keeps this portable and dependency-free.
-Scans, applies and deletes cost time linear in the directory's size.
+Scans, applies and deletes cost time linear in the directory's size, and the poller and the
+`*_async` changes do that work in a worker thread: with thousands of files the event loop goes
+on serving xDS, the CA and the admin API meanwhile, and still sees each change whole.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,9 @@ class DirectoryStore:
     An object equal to the one served before under its key is served as that same instance,
     even when its file was re-read, so caches keyed by object identity keep hitting.
 
-    Not thread-safe: call every method from the event loop's thread, as the poller runs there.
+    Call every method from the event loop's thread. The poller, `refresh()` and the `*_async`
+    changes work in a worker thread, one at a time; the synchronous methods work on the
+    caller's thread and refuse to run while an asynchronous change is being written.
     """
 
     def __init__(self, path: Path, poll_interval: float = 0.25) -> None:
@@ -43,6 +47,9 @@ class DirectoryStore:
         self._view = View()
         self._subscribers = Subscribers()
         self._task: asyncio.Task[None] | None = None
+        # One worker at a time, so a scan never serves half of an apply.
+        self._lock = asyncio.Lock()
+        self._writing = False
 
     @property
     def path(self) -> Path:
@@ -61,7 +68,7 @@ class DirectoryStore:
         """Load the directory now, then keep watching it until stop()."""
         if self._task is not None:
             return
-        self.rescan()
+        await self.refresh()
         self._task = asyncio.create_task(self._poll(), name=f"weft config poll {self._root}")
 
     async def stop(self) -> None:
@@ -75,7 +82,7 @@ class DirectoryStore:
         while True:
             await asyncio.sleep(self._poll_interval)
             try:
-                self.rescan()
+                await self.refresh()
             except Exception:  # the watcher must outlive any one bad scan
                 logger.exception("scanning config directory %s failed", self._root)
 
@@ -85,18 +92,54 @@ class DirectoryStore:
         Costs a stat per file when nothing changed: files are only re-read when their stamp
         (or, for recently written files, their digest) changed.
         """
+        self._refuse_while_writing()
         return self._install(scan(self._root, self._view))
+
+    async def refresh(self) -> bool:
+        """rescan(), in a worker thread."""
+        async with self._lock:
+            before = self._view
+            view = await asyncio.to_thread(scan, self._root, before)
+            if self._view is not before:  # a synchronous rescan came in between: it is newer
+                return False
+            return self._install(view)
 
     # --- writing ---------------------------------------------------------------------------
 
     def apply(self, objects: Sequence[IstioObject]) -> list[ConfigKey]:
         """Write each object to the file that defines it, or to a new file; return changed keys."""
         check_batch(objects)
+        self._refuse_while_writing()
         return self._finish(_apply(self._root, self._view, objects))
 
     def delete(self, keys: Sequence[ConfigKey]) -> list[ConfigKey]:
         """Remove each key from every file defining it (a file left empty is deleted)."""
+        self._refuse_while_writing()
         return self._finish(_delete(self._root, self._view, keys))
+
+    async def apply_async(self, objects: Sequence[IstioObject]) -> list[ConfigKey]:
+        """apply(), validating, writing and reading back in a worker thread."""
+        await asyncio.to_thread(check_batch, objects)
+        async with self._write_lock():
+            return self._finish(await asyncio.to_thread(_apply, self._root, self._view, objects))
+
+    async def delete_async(self, keys: Sequence[ConfigKey]) -> list[ConfigKey]:
+        """delete(), writing and reading back in a worker thread."""
+        async with self._write_lock():
+            return self._finish(await asyncio.to_thread(_delete, self._root, self._view, keys))
+
+    @contextlib.asynccontextmanager
+    async def _write_lock(self) -> AsyncIterator[None]:
+        async with self._lock:
+            self._writing = True
+            try:
+                yield
+            finally:
+                self._writing = False
+
+    def _refuse_while_writing(self) -> None:
+        if self._writing:
+            raise RuntimeError(f"{self._root}: a change is being written; await it first")
 
     def _finish(self, outcome: _Outcome) -> list[ConfigKey]:
         self._install(outcome.view)  # even after a failed write: serve what is on disk

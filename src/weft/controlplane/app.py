@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -60,6 +62,23 @@ def _selects_workloads(objects: Sequence[IstioObject]) -> bool:
     )
 
 
+_Builder = Callable[[Callable[[], Snapshot]], Awaitable[Snapshot]]
+
+
+async def _on_this_thread(build: Callable[[], Snapshot]) -> Snapshot:
+    return build()
+
+
+def _run_to_end(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine that never suspends (it awaits nothing that waits) synchronously."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    raise RuntimeError("a synchronous rebuild waited for something")
+
+
 def _tune_gc() -> None:
     """The control plane holds a large, long-lived heap (config, snapshots, cached pieces) and
     allocates many short-lived objects per push, nearly all freed by reference counting.
@@ -89,7 +108,7 @@ class ControlPlane:
         self.jwks = JwksFetcher(self.changed)
         self._version = 0
         self.ads = AdsServer(Snapshot(), self.metrics)
-        self._debouncer = Debouncer(self.rebuild)
+        self._debouncer = Debouncer(self.rebuild_off_loop)
         self.ready = asyncio.Event()
         # What the current snapshot was built from, for the endpoint fast path.
         self._built_from: _Inputs | None = None
@@ -102,38 +121,49 @@ class ControlPlane:
         snapshot gets the new endpoints and nothing else is rebuilt (the endpoint fast path).
         If making it fails (a bug), proxies keep the current one and the control plane goes on.
         """
+        _run_to_end(self._rebuild_or_keep(_on_this_thread))
+
+    async def rebuild_off_loop(self) -> None:
+        """rebuild(), building the snapshot in a worker thread while the loop goes on serving."""
+        await self._rebuild_or_keep(asyncio.to_thread)
+
+    async def _rebuild_or_keep(self, build: _Builder) -> None:
         try:
-            self._rebuild()
+            await self._rebuild(build)
         except Exception:
             self._config_changed = True  # the next attempt builds from scratch
             log.exception("not serving a new snapshot: building it failed; proxies keep theirs")
 
-    def _rebuild(self) -> None:
+    async def _rebuild(self, build: _Builder) -> None:
         self._version += 1
+        # Read and cleared before the build: a change made while it runs is built next.
+        config_changed, self._config_changed = self._config_changed, False
         services, endpoints = self.registry.services(), self.registry.endpoints()
         objects = self.store.objects()
         previous = self.ads.snapshot
         built = self._built_from
         if (
             built is not None
-            and not self._config_changed
+            and not config_changed
             and built.objects is objects
             and (built.services is services or built.services == services)
             and not built.selects_workloads
         ):
             snap = previous.with_endpoints(self._version, endpoints)
         else:
-            snap = build_snapshot(
-                self._version,
-                objects,
-                services,
-                endpoints,
-                mesh=self.options.mesh,
-                jwks=self.jwks.documents(),
-                previous=previous,
+            snap = await build(
+                partial(
+                    build_snapshot,
+                    self._version,
+                    objects,
+                    services,
+                    endpoints,
+                    mesh=self.options.mesh,
+                    jwks=self.jwks.documents(),
+                    previous=previous,
+                )
             )
         self._built_from = _Inputs(objects, services, _selects_workloads(objects))
-        self._config_changed = False
         self.jwks.watch(jwks_uris(snap.request_authentications))
         self.citadel.forget_except({(w.namespace, w.name) for w in self.registry.workloads()})
         self.metrics.config_errors.set(len(self.store.problems()))
@@ -161,7 +191,7 @@ class ControlPlane:
         await self.store.start()
         self.store.subscribe(self.changed)
         self.registry.subscribe(self.registry_changed)
-        self.rebuild()
+        await self.rebuild_off_loop()
         _tune_gc()
         server = grpc.aio.server(
             options=[

@@ -1,8 +1,11 @@
-"""Big applies and deletes: each file is read, parsed and written once, whatever the batch size."""
+"""Big applies and deletes: each file is read, parsed and written once, whatever the batch size,
+and the event loop goes on running while a change is written."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -206,3 +209,60 @@ async def test_an_edit_that_cannot_be_made_writes_nothing(
         store.apply([make_rule("a", "default", "v2"), make_rule("b")])
     assert list(tmp_path.glob("*")) == [path]  # not even the new object's file
     assert [o.metadata.name for o in store.objects()] == ["a"]
+
+
+# --- off the event loop ---------------------------------------------------------------------
+
+
+async def test_the_loop_keeps_running_while_a_big_apply_is_written(
+    tmp_path: Path, store: DirectoryStore, make_rule: MakeRule
+) -> None:
+    await store.start()
+    gaps: list[float] = []
+
+    async def ticker(done: asyncio.Event) -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    done = asyncio.Event()
+    task = asyncio.create_task(ticker(done))
+    objects = rules(make_rule, 2000, "v1")
+    started = time.perf_counter()
+    assert len(await store.apply_async(objects)) == 2000
+    took = time.perf_counter() - started
+    assert len(await store.delete_async([o.key for o in objects])) == 2000
+    done.set()
+    await task
+    assert store.objects() == ()
+    # Done on the loop, the apply alone would be one gap as long as itself.
+    assert max(gaps) < max(0.25, took / 4), (max(gaps), took)
+
+
+async def test_an_apply_is_served_whole_never_half(
+    tmp_path: Path, store: DirectoryStore, make_rule: MakeRule
+) -> None:
+    await store.start()  # polling every 10 ms meanwhile
+    seen: list[int] = []
+    store.subscribe(lambda: seen.append(len(store.objects())))
+    await store.apply_async(rules(make_rule, 500))
+    await store.delete_async([key(f"r{i:04d}") for i in range(500)])
+    assert seen == [500, 0]
+
+
+async def test_synchronous_changes_wait_for_no_one(
+    tmp_path: Path, store: DirectoryStore, make_rule: MakeRule
+) -> None:
+    await store.start()
+    writing = asyncio.create_task(store.apply_async(rules(make_rule, 300)))
+    while not store._writing:
+        await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="a change is being written"):
+        store.apply([make_rule("x")])
+    with pytest.raises(RuntimeError, match="a change is being written"):
+        store.rescan()
+    await writing
+    assert store.apply([make_rule("x")]) == [key("x")]
