@@ -1,10 +1,13 @@
-"""The control plane never stalls: a 10,000-object apply leaves the admin API answering, and
-no workload is expired meanwhile."""
+"""The control plane never stalls, and a stall never costs a workload its registration:
+a 10,000-object apply leaves the admin API answering, and heartbeats that waited in the socket
+while the control plane was stopped are read before any expiry."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -83,6 +86,22 @@ class Agent:
 
 async def registered(mesh: LocalMesh) -> list[str]:
     return [w["name"] for w in await mesh.registered()]
+
+
+async def test_heartbeats_that_waited_out_a_stall_keep_their_workload(mesh: LocalMesh) -> None:
+    assert mesh.control_plane is not None
+    pid = mesh.control_plane.proc.pid
+    async with Agent(mesh.admin_url) as agent:
+        await agent.reported(3)
+        os.kill(pid, signal.SIGSTOP)  # the whole process stalls, its event loop with it
+        try:
+            await asyncio.sleep(2.5 * TTL)  # reports keep being sent; they wait in the socket
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await agent.reported(4)
+        # 404 would mean the workload had been expired (clients got 502 until re-registered).
+        assert set(agent.answers) == {200}
+        assert await registered(mesh) == ["reviews-v1"]
 
 
 def destination_rules(n: int) -> str:

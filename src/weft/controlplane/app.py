@@ -23,6 +23,7 @@ from weft.controlplane.admin import admin_app
 from weft.controlplane.citadel import Citadel
 from weft.controlplane.debounce import Debouncer
 from weft.controlplane.jwks import JwksFetcher
+from weft.registry.liveness import LivenessClock
 from weft.registry.local import LocalRegistry
 from weft.registry.model import Service
 from weft.snapshot.build import build_snapshot
@@ -62,6 +63,8 @@ def _selects_workloads(objects: Sequence[IstioObject]) -> bool:
     )
 
 
+EXPIRE_INTERVAL = 1.0  # seconds between expiry checks of the registry
+
 _Builder = Callable[[Callable[[], Snapshot]], Awaitable[Snapshot]]
 
 
@@ -97,10 +100,14 @@ class ControlPlane:
         self.options = options
         self.metrics = ControlPlaneMetrics()
         self.store: ConfigStore = store or DirectoryStore(options.config_dir)
+        # Agents are judged by time the loop was listening: a stall never expires them.
+        self._liveness = LivenessClock(EXPIRE_INTERVAL)
         # Every registry change is saved at once (about 1 ms at 1000 workloads): a control
         # plane killed and restarted serves every endpoint it knew.
         self.registry = LocalRegistry(
-            state_file=options.state_dir / "workloads.json", ttl=options.registry_ttl
+            state_file=options.state_dir / "workloads.json",
+            ttl=options.registry_ttl,
+            clock=self._liveness.now,
         )
         self.citadel = Citadel(
             options.state_dir, options.mesh.trust_domain, options.ca_dir, options.max_cert_ttl
@@ -183,8 +190,11 @@ class ControlPlane:
 
     async def _expire_loop(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
-            self.registry.expire()
+            await asyncio.sleep(EXPIRE_INTERVAL)
+            # The tick that ends a stall expires nothing: heartbeats that waited in the
+            # socket meanwhile are read first.
+            if self._liveness.tick():
+                self.registry.expire()
 
     async def run(self) -> None:
         opts = self.options
