@@ -132,7 +132,9 @@ class ControlPlane:
 
     async def rebuild_off_loop(self) -> None:
         """rebuild(), building the snapshot in a worker thread while the loop goes on serving."""
+        replaced = [self.ads.snapshot]  # freed in a worker too: a big one takes a while
         await self._rebuild_or_keep(asyncio.to_thread)
+        await asyncio.to_thread(replaced.clear)
 
     async def _rebuild_or_keep(self, build: _Builder) -> None:
         try:

@@ -3,15 +3,17 @@ parsing done off the event loop."""
 
 from __future__ import annotations
 
+import gc
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from weft.api import IstioObject
+from weft.api import ConfigKey, IstioObject
 from weft.config import DirectoryStore, MemoryStore
 from weft.controlplane import apply as apply_module
-from weft.controlplane.apply import apply_text
+from weft.controlplane.apply import BULK_BYTES, apply_text
 from weft.errors import ConfigError
 
 
@@ -72,3 +74,45 @@ async def test_the_text_is_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(apply_module, "load_yaml", load_yaml)
     await apply_text(MemoryStore(), rule("a"), "rules.yaml")
     assert len(threads) == 1 and threads[0] is not threading.main_thread()
+
+
+class GcWatch:
+    """Whether the cyclic collector was on while the store applied."""
+
+    def __init__(self, store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.enabled: list[bool] = []
+        real = store.apply_async
+
+        async def apply_async(objects: Sequence[IstioObject]) -> list[ConfigKey]:
+            self.enabled.append(gc.isenabled())
+            return await real(objects)
+
+        monkeypatch.setattr(store, "apply_async", apply_async)
+
+
+async def test_a_bulk_apply_runs_without_cyclic_collections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = MemoryStore()
+    watch = GcWatch(store, monkeypatch)
+    text = "---\n".join(rule(f"rule-{i:05d}") for i in range(3000))
+    assert len(text) >= BULK_BYTES
+    frozen = gc.get_freeze_count()
+    try:
+        await apply_text(store, text, "bulk.yaml")
+        assert watch.enabled == [False]
+        assert gc.isenabled()
+        # What the apply left alive is out of the collector's sight, the new config with it.
+        assert gc.get_freeze_count() > frozen + 3000
+    finally:
+        gc.unfreeze()
+    assert len(store.objects()) == 3000
+
+
+async def test_a_small_apply_leaves_the_collector_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MemoryStore()
+    watch = GcWatch(store, monkeypatch)
+    frozen = gc.get_freeze_count()
+    await apply_text(store, rule("a"), "rules.yaml")
+    assert watch.enabled == [True]
+    assert gc.get_freeze_count() == frozen
