@@ -40,5 +40,12 @@ def dump_json(objects: Iterable[IstioObject]) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
+# libyaml's emitter writes the same text about five times faster (it escapes characters
+# beyond the Basic Multilingual Plane, such as emoji, where the pure-Python one does not).
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(
+        data, Dumper=_DUMPER, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )

@@ -1,7 +1,8 @@
 """Edit config files one object at a time, the way kubectl edits a cluster.
 
-Replacing or removing an object rewrites only the document that defines it; the other
-documents of a file keep their text, comments included. Every write is atomic.
+Replacing or removing objects rewrites only the documents that define them; the other
+documents of a file keep their text, comments included. Every write is atomic, and a change
+to many objects reads, parses and writes each file it touches once.
 """
 
 from __future__ import annotations
@@ -10,13 +11,23 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from weft.api import ConfigKey, IstioObject, dump_yaml, load_json, load_yaml, to_dict
+from weft.api import (
+    ConfigKey,
+    IstioObject,
+    dump_yaml,
+    load_json,
+    load_yaml,
+    parse_object,
+    to_dict,
+)
 from weft.api.loader import is_json_path, parse_events, read_documents
 from weft.errors import ConfigError, ConfigProblem
 
@@ -42,35 +53,69 @@ def raw_key(data: Any) -> ConfigKey | None:
     return ConfigKey(kind, namespace, name)
 
 
-def new_file_path(root: Path, obj: IstioObject) -> Path:
-    """Where a new object goes: <kind>-<namespace>-<name>.yaml, never over another file."""
-    stem = f"{obj.kind.lower()}-{obj.metadata.namespace}-{obj.metadata.name}"
-    path = root / f"{stem}.yaml"
-    n = 2
-    while path.exists():
-        path = root / f"{stem}-{n}.yaml"
-        n += 1
-    return path
+def new_file_paths(root: Path, objects: Sequence[IstioObject]) -> list[Path]:
+    """Where new objects go: <kind>-<namespace>-<name>.yaml, never over another file."""
+    taken: set[Path] = set()
+    paths: list[Path] = []
+    for obj in objects:
+        stem = f"{obj.kind.lower()}-{obj.metadata.namespace}-{obj.metadata.name}"
+        path = root / f"{stem}.yaml"
+        n = 2
+        while path in taken or path.exists():
+            path = root / f"{stem}-{n}.yaml"
+            n += 1
+        taken.add(path)
+        paths.append(path)
+    return paths
 
 
-def write_new(path: Path, obj: IstioObject) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, dump_yaml([obj]))
+@dataclass(frozen=True)
+class FileChange:
+    """What one file becomes: its new bytes and the objects they hold (None: it is deleted).
+
+    Made first, then written: an edit that cannot be made stops a change before it writes.
+    """
+
+    path: Path
+    data: bytes | None
+    objects: tuple[IstioObject, ...]
 
 
-def replace_in_file(path: Path, key: ConfigKey, obj: IstioObject | None) -> None:
-    """Replace the document defining `key` with `obj`, or remove it when `obj` is None.
+@dataclass(frozen=True)
+class Written:
+    """A file as a change left it, so a scan need not read it back (stat None: deleted)."""
 
-    A file left with no objects is deleted. The new text is parsed before it is written,
-    so an edit can never leave a file the store would reject.
+    change: FileChange
+    stat: os.stat_result | None
+
+
+def new_file(path: Path, obj: IstioObject) -> FileChange:
+    """A new file holding `obj` alone."""
+    doc = to_dict(obj)
+    # What reading the file back gives, without parsing the YAML just written from `doc`.
+    written = parse_object(doc, str(path), 0)
+    return FileChange(path, _yaml_text(doc).encode(), (written,))
+
+
+def removed_file(path: Path) -> FileChange:
+    return FileChange(path, None, ())
+
+
+def edited_file(path: Path, changes: Mapping[ConfigKey, IstioObject | None]) -> FileChange:
+    """The file with the document defining each key replaced by its object (None: removed).
+
+    The file is read and parsed once however many of its objects change; a file left with no
+    objects is deleted. The new text is parsed here, so an edit can never leave a file the
+    store would reject.
     """
     source = str(path)
     text = path.read_text(encoding="utf-8")
     if is_json_path(path):
-        new_text = _edit_json(text, key, obj)
+        new_text, found = _edit_json(text, changes)
     else:
-        new_text = _edit_yaml(text, source, key, obj)
-    if new_text is None:
+        new_text, found = _edit_yaml(text, source, changes)
+    missing = [key for key in changes if key not in found]
+    if missing:
         raise ConfigError(
             [
                 ConfigProblem(
@@ -78,13 +123,38 @@ def replace_in_file(path: Path, key: ConfigKey, obj: IstioObject | None) -> None
                     source=source,
                     hint="the file changed while it was being edited; try again",
                 )
+                for key in missing
             ]
         )
-    remaining = _objects_in(new_text, path) if new_text.strip() else []
-    if remaining:
-        write_atomic(path, new_text)
-    else:
-        path.unlink()
+    remaining = tuple(_objects_in(new_text, path)) if new_text.strip() else ()
+    if not remaining:
+        return removed_file(path)
+    return FileChange(path, new_text.encode(), remaining)
+
+
+def write_all(changes: Sequence[FileChange]) -> list[Written]:
+    """Write (or delete) each file, several at a time; raise the first failure once all ended.
+
+    Each write waits for its fsync; with several in flight the filesystem commits them
+    together (thousands of new files take a third of the time, or less, than one by one).
+    The writers do little but system calls, so they leave the interpreter to the event loop.
+    """
+    if len(changes) <= 1:
+        return [_write(change) for change in changes]
+    with ThreadPoolExecutor(max_workers=_PARALLEL_WRITES, thread_name_prefix="weft-write") as pool:
+        futures = [pool.submit(_write, change) for change in changes]
+    return [future.result() for future in futures]
+
+
+_PARALLEL_WRITES = 8
+
+
+def _write(change: FileChange) -> Written:
+    if change.data is None:
+        change.path.unlink(missing_ok=True)
+        return Written(change, None)
+    change.path.parent.mkdir(parents=True, exist_ok=True)
+    return Written(change, write_atomic(change.path, change.data))
 
 
 def _objects_in(text: str, path: Path) -> list[IstioObject]:
@@ -120,69 +190,114 @@ def _is_list(data: Any) -> bool:
     )
 
 
-def _edit_items(items: list[Any], key: ConfigKey, obj: IstioObject | None) -> list[Any] | None:
-    for i, item in enumerate(items):
-        if raw_key(item) == key:
-            return items[:i] + ([to_dict(obj)] if obj is not None else []) + items[i + 1 :]
-    return None
+def _edit_items(
+    items: list[Any], changes: Mapping[ConfigKey, IstioObject | None], found: set[ConfigKey]
+) -> list[Any] | None:
+    """`items` with the changed ones replaced or removed; None if none of them changes."""
+    edited: list[Any] = []
+    touched = False
+    for item in items:
+        key = raw_key(item)
+        if key is None or key not in changes or key in found:
+            edited.append(item)
+            continue
+        found.add(key)
+        touched = True
+        obj = changes[key]
+        if obj is not None:
+            edited.append(to_dict(obj))
+    return edited if touched else None
 
 
-def _edit_yaml(text: str, source: str, key: ConfigKey, obj: IstioObject | None) -> str | None:
+def _edit_yaml(
+    text: str, source: str, changes: Mapping[ConfigKey, IstioObject | None]
+) -> tuple[str, set[ConfigKey]]:
+    """The text with the changed documents spliced in; every other byte stays as written."""
+    found: set[ConfigKey] = set()
     docs = read_documents(text, source)
     spans = _document_spans(text)
     if len(spans) != len(docs):  # both walk the same stream; a mismatch means a parser quirk
-        return None
+        return text, found
+    pieces: list[str] = []
+    done = 0  # text before this offset is in `pieces`
+    first_removed = False
     for doc, span in zip(docs, spans, strict=True):
-        if _is_list(doc.data):
-            items = _edit_items(doc.data["items"], key, obj)
-            if items is None:
-                continue
-            replacement = _yaml_text({**doc.data, "items": items}) if items else ""
-            return _splice(text, span, replacement)
-        if raw_key(doc.data) == key:
-            return _splice(text, span, dump_yaml([obj]) if obj is not None else "")
-    return None
-
-
-def _splice(text: str, span: _Span, replacement: str) -> str:
-    if replacement and span.explicit:
-        replacement = "---\n" + replacement
-    result = text[: span.start] + replacement + text[span.end :]
-    if span.start == 0 and not replacement and result.startswith("---\n"):
+        replacement = _edited_document(doc.data, changes, found)
+        if replacement is None:
+            continue
+        if replacement and span.explicit:
+            replacement = "---\n" + replacement
+        first_removed |= span.start == 0 and not replacement
+        pieces += [text[done : span.start], replacement]
+        done = span.end
+    result = "".join(pieces) + text[done:]
+    if first_removed and result.startswith("---\n"):
         result = result[4:]  # the next document became the first; its marker is noise
-    return result
+    return result, found
 
 
-def _edit_json(text: str, key: ConfigKey, obj: IstioObject | None) -> str | None:
-    data = json.loads(text)
-    if isinstance(data, list) or _is_list(data):
-        items = _edit_items(data if isinstance(data, list) else data["items"], key, obj)
+def _edited_document(
+    data: Any, changes: Mapping[ConfigKey, IstioObject | None], found: set[ConfigKey]
+) -> str | None:
+    """A document's new text ("" to remove it), or None if no change is for it."""
+    if _is_list(data):
+        items = _edit_items(data["items"], changes, found)
         if items is None:
             return None
-        if not items:
-            return ""
-        new: Any = items if isinstance(data, list) else {**data, "items": items}
-    elif raw_key(data) == key:
-        if obj is None:
-            return ""
-        new = to_dict(obj)
-    else:
+        return _yaml_text({**data, "items": items}) if items else ""
+    key = raw_key(data)
+    if key is None or key not in changes or key in found:
         return None
-    return json.dumps(new, indent=2) + "\n"
+    found.add(key)
+    obj = changes[key]
+    return dump_yaml([obj]) if obj is not None else ""
+
+
+def _edit_json(
+    text: str, changes: Mapping[ConfigKey, IstioObject | None]
+) -> tuple[str, set[ConfigKey]]:
+    found: set[ConfigKey] = set()
+    data = json.loads(text)
+    if isinstance(data, list) or _is_list(data):
+        items = _edit_items(data if isinstance(data, list) else data["items"], changes, found)
+        if items is None:
+            return text, found
+        if not items:
+            return "", found
+        new: Any = items if isinstance(data, list) else {**data, "items": items}
+    else:
+        key = raw_key(data)
+        if key is None or key not in changes:
+            return text, found
+        found.add(key)
+        obj = changes[key]
+        if obj is None:
+            return "", found
+        new = to_dict(obj)
+    return json.dumps(new, indent=2) + "\n", found
 
 
 def _yaml_text(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(
+        data, Dumper=_DUMPER, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and rename, so readers never see half."""
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: five times faster
+
+
+def write_atomic(path: Path, data: bytes) -> os.stat_result:
+    """Write via a temporary file in the same directory and rename, so readers never see half.
+
+    Returns the written file's stat (a rename keeps the inode and the modification time).
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+            written = os.fstat(f.fileno())
         try:
             mode = stat.S_IMODE(path.stat().st_mode)
         except FileNotFoundError:
@@ -192,3 +307,4 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
 
 from weft.api import ConfigKey, IstioObject
@@ -40,6 +41,9 @@ class MemoryStore:
 
     def apply(self, objects: Sequence[IstioObject]) -> list[ConfigKey]:
         check_batch(objects)
+        return self._store(objects)
+
+    def _store(self, objects: Sequence[IstioObject]) -> list[ConfigKey]:
         changed = [obj for obj in objects if self._by_key.get(obj.key) != obj]
         for obj in changed:
             self._by_key[obj.key] = obj
@@ -50,6 +54,13 @@ class MemoryStore:
         removed = [key for key in dict.fromkeys(keys) if self._by_key.pop(key, None) is not None]
         self._changed(bool(removed))
         return removed
+
+    async def apply_async(self, objects: Sequence[IstioObject]) -> list[ConfigKey]:
+        await asyncio.to_thread(check_batch, objects)  # validation is the only slow part
+        return self._store(objects)
+
+    async def delete_async(self, keys: Sequence[ConfigKey]) -> list[ConfigKey]:
+        return self.delete(keys)
 
     def _changed(self, changed: bool) -> None:
         if changed:

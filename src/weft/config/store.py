@@ -40,6 +40,14 @@ class ConfigStore(Protocol):
         """Remove; return the keys that existed. Missing keys are not an error."""
         ...
 
+    async def apply_async(self, objects: Sequence[IstioObject]) -> list[ConfigKey]:
+        """apply(), leaving the event loop free to serve meanwhile (however many objects)."""
+        ...
+
+    async def delete_async(self, keys: Sequence[ConfigKey]) -> list[ConfigKey]:
+        """delete(), leaving the event loop free to serve meanwhile (however many keys)."""
+        ...
+
 
 class Subscribers:
     """Change callbacks; one failing callback is logged and does not stop the others."""

@@ -15,11 +15,11 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from weft import __version__
-from weft.api.loader import load_yaml
 from weft.api.serialize import to_dict
 from weft.contract.registration import Heartbeat, Registration, RootRotation, WorkloadRef
 from weft.contract.wire import MessageError, parse_message
 from weft.controlplane.admin_backend import AdminBackend, Conflict, NotFound, Refused
+from weft.controlplane.apply import apply_text
 from weft.errors import ConfigError
 from weft.telemetry import exposition
 
@@ -124,32 +124,12 @@ async def apply_config(request: web.Request) -> web.Response:
     """Validate a whole YAML file and store it; nothing is stored if any document is bad."""
     source = request.query.get("source", "<request>")
     text = await request.text()
+    delete = request.query.get("delete") == "true"
     try:
-        objects = load_yaml(text, source)
+        answer = await apply_text(_cp(request).store, text, source, delete=delete)
     except ConfigError as e:
         return _error(400, str(e), [str(p) for p in e.problems])
-    cp = _cp(request)
-    if request.query.get("delete") == "true":
-        changed = cp.store.delete([o.key for o in objects])
-        verb = "deleted"
-    else:
-        changed = cp.store.apply(objects)
-        verb = "configured"
-    keys = {o.key for o in objects}
-    return web.json_response(
-        {
-            "results": [
-                {
-                    "kind": o.kind,
-                    "namespace": o.metadata.namespace,
-                    "name": o.metadata.name,
-                    "result": verb if o.key in changed else "unchanged",
-                }
-                for o in objects
-            ],
-            "count": len(keys),
-        }
-    )
+    return web.json_response(answer)
 
 
 async def config_status(request: web.Request) -> web.Response:

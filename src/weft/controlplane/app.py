@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -21,6 +24,7 @@ from weft.controlplane.backend import ControlPlaneBackend
 from weft.controlplane.citadel import Citadel
 from weft.controlplane.debounce import Debouncer
 from weft.controlplane.jwks import JwksFetcher
+from weft.registry.liveness import LivenessClock
 from weft.registry.local import LocalRegistry
 from weft.snapshot.build import build_snapshot
 from weft.snapshot.snapshot import Snapshot
@@ -45,6 +49,25 @@ class ControlPlaneOptions:
     mesh: MeshConfig = field(default_factory=MeshConfig)
 
 
+EXPIRE_INTERVAL = 1.0  # seconds between expiry checks of the registry
+
+_Builder = Callable[[Callable[[], Snapshot]], Awaitable[Snapshot]]
+
+
+async def _on_this_thread(build: Callable[[], Snapshot]) -> Snapshot:
+    return build()
+
+
+def _run_to_end(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine that never suspends (it awaits nothing that waits) synchronously."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    raise RuntimeError("a synchronous rebuild waited for something")
+
+
 def _tune_gc() -> None:
     """The control plane holds a large, long-lived heap (config, snapshots, cached pieces) and
     allocates many short-lived objects per push, nearly all freed by reference counting.
@@ -63,10 +86,14 @@ class ControlPlane:
         self.options = options
         self.metrics = ControlPlaneMetrics()
         self.store: ConfigStore = store or DirectoryStore(options.config_dir)
+        # Agents are judged by time the loop was listening: a stall never expires them.
+        self._liveness = LivenessClock(EXPIRE_INTERVAL)
         # Every registry change is saved at once (about 1 ms at 1000 workloads): a control
         # plane killed and restarted serves every endpoint it knew.
         self.registry = LocalRegistry(
-            state_file=options.state_dir / "workloads.json", ttl=options.registry_ttl
+            state_file=options.state_dir / "workloads.json",
+            ttl=options.registry_ttl,
+            clock=self._liveness.now,
         )
         self.citadel = Citadel(
             options.state_dir, options.mesh.trust_domain, options.ca_dir, options.max_cert_ttl
@@ -74,7 +101,7 @@ class ControlPlane:
         self.jwks = JwksFetcher(self.changed)
         self._version = 0
         self.ads = AdsServer(Snapshot(), self.metrics)
-        self._debouncer = Debouncer(self.rebuild)
+        self._debouncer = Debouncer(self.rebuild_off_loop)
         self.ready = asyncio.Event()
         self._failed = False  # the last build failed: the next starts from scratch
 
@@ -86,22 +113,34 @@ class ControlPlane:
         `weft.snapshot.dependencies`). If making it fails (a bug), proxies keep the current
         one and the control plane goes on.
         """
+        _run_to_end(self._rebuild_or_keep(_on_this_thread))
+
+    async def rebuild_off_loop(self) -> None:
+        """rebuild(), building the snapshot in a worker thread while the loop goes on serving."""
+        replaced = [self.ads.snapshot]  # freed in a worker too: a big one takes a while
+        await self._rebuild_or_keep(asyncio.to_thread)
+        await asyncio.to_thread(replaced.clear)
+
+    async def _rebuild_or_keep(self, build: _Builder) -> None:
         try:
-            self._rebuild()
+            await self._rebuild(build)
         except Exception:
             self._failed = True
             log.exception("not serving a new snapshot: building it failed; proxies keep theirs")
 
-    def _rebuild(self) -> None:
+    async def _rebuild(self, build: _Builder) -> None:
         self._version += 1
-        snap = build_snapshot(
-            self._version,
-            self.store.objects(),
-            self.registry.services(),
-            self.registry.endpoints(),
-            mesh=self.options.mesh,
-            jwks=self.jwks.documents(),
-            previous=None if self._failed else self.ads.snapshot,
+        snap = await build(
+            partial(
+                build_snapshot,
+                self._version,
+                self.store.objects(),
+                self.registry.services(),
+                self.registry.endpoints(),
+                mesh=self.options.mesh,
+                jwks=self.jwks.documents(),
+                previous=None if self._failed else self.ads.snapshot,
+            )
         )
         self._failed = False
         self.jwks.watch(jwks_uris(snap.request_authentications))
@@ -122,15 +161,18 @@ class ControlPlane:
 
     async def _expire_loop(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
-            self.registry.expire()
+            await asyncio.sleep(EXPIRE_INTERVAL)
+            # The tick that ends a stall expires nothing: heartbeats that waited in the
+            # socket meanwhile are read first.
+            if self._liveness.tick():
+                self.registry.expire()
 
     async def run(self) -> None:
         opts = self.options
         await self.store.start()
         self.store.subscribe(self.changed)
         self.registry.subscribe(self.registry_changed)
-        self.rebuild()
+        await self.rebuild_off_loop()
         _tune_gc()
         server = grpc.aio.server(
             options=[

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 class Debouncer:
-    """`trigger()` from anywhere on the loop; `run()` calls `action` once per burst."""
+    """`trigger()` from anywhere on the loop; `run()` awaits `action` once per burst.
 
-    def __init__(self, action: Callable[[], None], quiet: float = 0.1, max_delay: float = 1.0):
+    Changes that arrive while the action runs are coalesced into the next run.
+    """
+
+    def __init__(
+        self, action: Callable[[], Awaitable[None]], quiet: float = 0.1, max_delay: float = 1.0
+    ):
         self._action = action
         self._quiet = quiet
         self._max_delay = max_delay
         self._event = asyncio.Event()
         self._last = 0.0
+        self._running = False
 
     @property
     def pending(self) -> bool:
-        """A change arrived that no snapshot reflects yet."""
-        return self._event.is_set()
+        """A change arrived that no finished action reflects yet."""
+        return self._event.is_set() or self._running
 
     def trigger(self) -> None:
         self._last = time.monotonic()
@@ -37,4 +43,8 @@ class Debouncer:
                     break
                 await asyncio.sleep(wait)
             self._event.clear()
-            self._action()
+            self._running = True
+            try:
+                await self._action()
+            finally:
+                self._running = False

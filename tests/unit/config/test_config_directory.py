@@ -415,7 +415,7 @@ async def test_a_touched_file_is_not_parsed_again(
         parsed.append(source)
         return []
 
-    monkeypatch.setattr("weft.config.directory.load_yaml", load_yaml)
+    monkeypatch.setattr("weft.config.scan.load_yaml", load_yaml)
     path.write_text(path.read_text())  # a new mtime, the same bytes
     assert store.rescan() is False
     assert parsed == []

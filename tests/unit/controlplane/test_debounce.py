@@ -32,8 +32,12 @@ class Builds:
         self.last_trigger_at = 0.0
         self.runs: list[tuple[float, int]] = []  # (monotonic time, triggers seen)
 
-    def action(self) -> None:
+        self.release: asyncio.Event | None = None  # when set, each action waits for it
+
+    async def action(self) -> None:
         self.runs.append((time.monotonic(), self.triggers))
+        if self.release is not None:
+            await self.release.wait()
 
     def trigger(self, debouncer: Debouncer) -> None:
         now = time.monotonic()
@@ -125,3 +129,30 @@ async def test_a_change_after_a_build_is_built_too(builds: Builds, debouncer: De
     assert pending(debouncer) is True
     await wait_until(lambda: len(builds.runs) == 2, "the second build")
     assert builds.runs[1][1] == 2
+
+
+async def test_changes_during_a_slow_action_are_built_after_it(
+    builds: Builds, debouncer: Debouncer
+) -> None:
+    builds.release = asyncio.Event()  # the action is a build that takes as long as the test says
+    builds.trigger(debouncer)
+    await wait_until(lambda: len(builds.runs) == 1, "the first build to start")
+    builds.trigger(debouncer)
+    builds.trigger(debouncer)
+    await asyncio.sleep(QUIET * 2)  # long past the quiet period: still only the first build
+    assert len(builds.runs) == 1
+    assert pending(debouncer) is True
+    builds.release.set()
+    await wait_until(lambda: len(builds.runs) == 2, "the second build")
+    assert builds.runs[1][1] == 3  # one build for both changes made meanwhile
+    await wait_until(lambda: not pending(debouncer), "pending to clear")
+    assert len(builds.runs) == 2
+
+
+async def test_pending_while_the_action_runs(builds: Builds, debouncer: Debouncer) -> None:
+    builds.release = asyncio.Event()
+    builds.trigger(debouncer)
+    await wait_until(lambda: len(builds.runs) == 1, "the build to start")
+    assert pending(debouncer) is True  # a snapshot is being built: not served yet
+    builds.release.set()
+    await wait_until(lambda: not pending(debouncer), "pending to clear")
