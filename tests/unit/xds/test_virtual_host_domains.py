@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.unit.xds.conftest import SnapshotFactory
 from weft.snapshot.proxy import Proxy
-from weft.xds.eds import load_assignment
+from weft.xds.eds import generate_endpoints
 from weft.xds.rds import http_proxy_routes
 
 
@@ -46,7 +46,7 @@ kind: WorkloadEntry
 metadata: {name: by-name}
 spec: {address: api.internal, labels: {app: api}}
 """)
-    assignment = load_assignment("outbound|80||api.example.com", snap, "default")
+    (assignment,) = generate_endpoints(["outbound|80||api.example.com"], snap, "default")
     addresses = [e.endpoint.address for le in assignment.endpoints for e in le.lb_endpoints]
     # The socket is a pipe; the entry known only by name cannot be in EDS and is left out.
     assert [a.pipe.path for a in addresses] == ["/run/api.sock"]
