@@ -206,7 +206,7 @@ def validate_service_entry(se: ServiceEntry) -> Problems:
     yield from _service_ports(se)
     yield from _resolution(se)
     for i, endpoint in enumerate(spec.endpoints):
-        yield from _workload(f"spec.endpoints[{i}]", endpoint, need_ip=spec.resolution == "STATIC")
+        yield from _workload(f"spec.endpoints[{i}]", endpoint, resolution=spec.resolution)
     yield from check_export_to("spec.exportTo", spec.export_to)
 
 
@@ -258,7 +258,7 @@ def _resolution(se: ServiceEntry) -> Problems:
         )
 
 
-def _workload(field: str, spec: WorkloadEntrySpec, *, need_ip: bool = False) -> Problems:
+def _workload(field: str, spec: WorkloadEntrySpec, *, resolution: str | None = None) -> Problems:
     if not spec.address:
         if spec.network is None:
             yield problem(
@@ -267,7 +267,7 @@ def _workload(field: str, spec: WorkloadEntrySpec, *, need_ip: bool = False) -> 
                 "set 'address' (IP, DNS name or unix:///path), or 'network' for a remote network",
             )
     else:
-        yield from check_endpoint_address(f"{field}.address", spec.address, need_ip=need_ip)
+        yield from check_endpoint_address(f"{field}.address", spec.address, resolution=resolution)
     yield from check_labels(f"{field}.labels", spec.labels)
 
 

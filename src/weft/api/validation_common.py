@@ -132,19 +132,29 @@ def check_addresses(field: str, addresses: Sequence[str]) -> Problems:
             )
 
 
-def check_endpoint_address(field: str, address: str, *, need_ip: bool = False) -> Problems:
-    """A workload address: an IP, a DNS name, or a Unix socket (unix:///path)."""
+def check_endpoint_address(field: str, address: str, *, resolution: str | None = None) -> Problems:
+    """A workload address: an IP, a DNS name, or a Unix socket (unix:///path). With the
+    `resolution` of the ServiceEntry it is an endpoint of: only an IP or a socket unless
+    the entry resolves names (DNS), and never a socket if it does."""
+    resolves = resolution in ("DNS", "DNS_ROUND_ROBIN")
     if address.startswith("unix://"):
         if not address[len("unix://") :].startswith("/"):
             yield problem(field, f"{address!r} is not an absolute Unix socket path")
+        elif resolves:
+            yield problem(
+                field,
+                f"with resolution {resolution}, {address!r} cannot be resolved",
+                "use resolution STATIC for Unix socket endpoints",
+            )
         return
     if is_ip(address):
         return
-    if need_ip:
+    if resolution is not None and not resolves:
         yield problem(
             field,
             f"{address!r} is not an IP address",
-            "with resolution STATIC, endpoints need IP addresses; use resolution DNS for names",
+            f"with resolution {resolution}, endpoints need IP addresses (or unix:///path); "
+            "use resolution DNS for names",
         )
         return
     error = host_error(address, allow_wildcard=False, allow_ip=True)

@@ -8,6 +8,7 @@ from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
 from weft.api import DestinationRule, PeerAuthentication
+from weft.api.hosts import is_ip
 from weft.registry.model import TLS_MODE_LABEL, Endpoint
 from weft.snapshot.policies import peer_mode_in
 from weft.snapshot.snapshot import Snapshot
@@ -15,6 +16,8 @@ from weft.xds import names
 from weft.xds.policy import subset_labels
 from weft.xds.protos import u32
 from weft.xds.tls import TLS_MODE_ISTIO, TLS_MODE_KEY, TRANSPORT_SOCKET_MATCH
+
+UNIX_PREFIX = "unix://"
 
 
 def generate_endpoints(
@@ -63,6 +66,10 @@ def load_assignment(
         target = ep.target_port(port)
         if target is None or not ep.healthy or not ep.matches(selector):
             continue
+        if not (is_ip(ep.address) or ep.address.startswith(UNIX_PREFIX)):
+            # EDS takes addresses, not names (e.g. a WorkloadEntry with a DNS name selected
+            # by a STATIC ServiceEntry): Envoy would refuse every endpoint of the proxy.
+            continue
         # Auto mTLS reaches sidecars, except where their PeerAuthentication disables it.
         mtls = ep.labels.get(TLS_MODE_LABEL) == TLS_MODE_ISTIO and (
             peer_mode_in(peer_authentications, root_namespace, ep.namespace, ep.labels, port)
@@ -84,12 +91,14 @@ def load_assignment(
 
 
 def _lb_endpoint(ep: Endpoint, port: int, mtls: bool) -> endpoint_components_pb2.LbEndpoint:
+    if ep.address.startswith(UNIX_PREFIX):
+        address = address_pb2.Address(pipe=address_pb2.Pipe(path=ep.address[len(UNIX_PREFIX) :]))
+    else:
+        address = address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address=ep.address, port_value=port)
+        )
     lb = endpoint_components_pb2.LbEndpoint(
-        endpoint=endpoint_components_pb2.Endpoint(
-            address=address_pb2.Address(
-                socket_address=address_pb2.SocketAddress(address=ep.address, port_value=port)
-            )
-        ),
+        endpoint=endpoint_components_pb2.Endpoint(address=address),
         health_status=health_check_pb2.HEALTHY,
         load_balancing_weight=u32(max(ep.weight, 1)),
     )

@@ -625,3 +625,24 @@ def test_hash_keys_and_counts_envoy_cannot_hold_are_refused(errors_of: Errors) -
         where + "trafficPolicy.connectionPool.tcp.maxConnections: 4294967296 is too large; "
         "must be at most 4294967295",
     ]
+
+
+def test_service_entry_endpoints_fit_its_resolution(errors_of: Errors) -> None:
+    text = obj(
+        "ServiceEntry",
+        """
+  hosts: [api.example.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  endpoints: [{address: api.internal}]
+""",
+    )
+    where = "mesh.yaml: ServiceEntry shop/thing: spec.endpoints[0].address: "
+    assert errors_of(text) == [
+        where + "'api.internal' is not an IP address (with resolution NONE, endpoints need IP "
+        "addresses (or unix:///path); use resolution DNS for names)"
+    ]
+    sockets = text.replace("api.internal", "unix:///run/api.sock") + "  resolution: DNS\n"
+    assert errors_of(sockets) == [
+        where + "with resolution DNS, 'unix:///run/api.sock' cannot be resolved "
+        "(use resolution STATIC for Unix socket endpoints)"
+    ]
