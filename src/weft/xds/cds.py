@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import address_pb2, config_source_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from envoy.type.v3 import percent_pb2
 
 from weft.api import DestinationRule
 from weft.registry.model import TLS_MODE_LABEL, Endpoint, Service, ServicePort
@@ -121,7 +121,7 @@ def apply_client_tls(
     mode = tls.mode if tls is not None else None
     if mode == "DISABLE":
         return
-    if mode in ("SIMPLE", "MUTUAL"):
+    if tls is not None and mode in ("SIMPLE", "MUTUAL"):
         cluster.transport_socket.CopyFrom(
             simple_tls(
                 tls.sni or cluster.name.rsplit("|", 1)[-1],
@@ -136,7 +136,7 @@ def apply_client_tls(
         return
     if not has_certs:
         return  # a proxy with no workload certificate can only speak plaintext
-    if mode == "ISTIO_MUTUAL":
+    if tls is not None and mode == "ISTIO_MUTUAL":
         cluster.transport_socket.CopyFrom(
             outbound_mtls(tls.subject_alt_names or sans, tls.sni or server_name)
         )
@@ -229,9 +229,7 @@ def _lb_endpoint(address: str, port: int) -> endpoint_components_pb2.LbEndpoint:
     )
 
 
-def _percent(value: float) -> Any:
-    from envoy.type.v3 import percent_pb2
-
+def _percent(value: float) -> percent_pb2.Percent:
     return percent_pb2.Percent(value=value)
 
 

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from weft.api import DestinationRule
+from weft.api.trafficpolicy import (
+    ClientTLSSettings,
+    ConnectionPoolSettings,
+    LoadBalancerSettings,
+    OutlierDetection,
+    PortTrafficPolicy,
+    TrafficPolicy,
+)
 
 _FIELDS = ("load_balancer", "connection_pool", "outlier_detection", "tls")
+# One level's parts, by field name (a value of one of EffectivePolicy's field types).
+_Parts = dict[
+    str, LoadBalancerSettings | ConnectionPoolSettings | OutlierDetection | ClientTLSSettings | None
+]
 
 
 @dataclass(frozen=True)
@@ -16,20 +27,24 @@ class EffectivePolicy:
     they belong to as a whole (what they leave out is the default, not inherited), and a
     subset's policy overrides the rule's part by part."""
 
-    load_balancer: Any = None
-    connection_pool: Any = None
-    outlier_detection: Any = None
-    tls: Any = None
+    load_balancer: LoadBalancerSettings | None = None
+    connection_pool: ConnectionPoolSettings | None = None
+    outlier_detection: OutlierDetection | None = None
+    tls: ClientTLSSettings | None = None
 
 
-def _at_port(policy: Any, port: int) -> tuple[dict[str, Any], bool]:
+def _at_port(policy: TrafficPolicy | None, port: int) -> tuple[_Parts, bool]:
     """The parts one level sets for `port`, and whether port level settings decided them."""
     if policy is None:
         return {}, False
     for setting in policy.port_level_settings or []:
         if setting.port is not None and setting.port.number == port:
-            return {name: getattr(setting, name) for name in _FIELDS}, True
-    return {name: getattr(policy, name) for name in _FIELDS}, False
+            return _parts(setting), True
+    return _parts(policy), False
+
+
+def _parts(level: TrafficPolicy | PortTrafficPolicy) -> _Parts:
+    return {name: getattr(level, name) for name in _FIELDS}
 
 
 def effective_policy(dr: DestinationRule | None, port: int, subset: str = "") -> EffectivePolicy:
@@ -43,7 +58,7 @@ def effective_policy(dr: DestinationRule | None, port: int, subset: str = "") ->
                 for name, value in parts.items():
                     if value is not None or whole:
                         chosen[name] = value
-    return EffectivePolicy(**chosen)
+    return EffectivePolicy(**chosen)  # type: ignore[arg-type]  # each part by its name
 
 
 def subset_labels(dr: DestinationRule | None, subset: str) -> dict[str, str] | None:

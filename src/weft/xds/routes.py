@@ -4,18 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2
+from google.protobuf import wrappers_pb2
 
 from weft.api import DestinationRule, VirtualService
+from weft.api.base import Destination, Percent, StringMatch
 from weft.api.hosts import fqdn
-from weft.api.httproute import AUTHORITY_HEADERS, DEFAULT_PORTS, GRPC_STATUS_CODES
+from weft.api.httproute import (
+    AUTHORITY_HEADERS,
+    DEFAULT_PORTS,
+    GRPC_STATUS_CODES,
+    Headers,
+    HTTPFaultInjection,
+    HTTPMatchRequest,
+    HTTPRedirect,
+    HTTPRetry,
+    HTTPRoute,
+    HTTPRouteDestination,
+)
+from weft.api.trafficpolicy import ConsistentHashLB
 from weft.registry.model import Service
 from weft.snapshot.indexes import DestinationRuleIndex
 from weft.xds import names
@@ -88,15 +102,11 @@ def default_retry_policy() -> rc.RetryPolicy:
     )
 
 
-def _previous_hosts() -> Any:
-    from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
-
+def _previous_hosts() -> previous_hosts_pb2.PreviousHostsPredicate:
     return previous_hosts_pb2.PreviousHostsPredicate()
 
 
-def _u32(value: int) -> Any:
-    from google.protobuf import wrappers_pb2
-
+def _u32(value: int) -> wrappers_pb2.UInt32Value:
     return wrappers_pb2.UInt32Value(value=value)
 
 
@@ -106,7 +116,7 @@ def virtual_service_routes(vs: VirtualService, target: RouteTarget) -> list[rc.R
     routes: list[rc.Route] = []
     for rule in http_rules(vs, target.delegates):
         http = rule.http
-        matches = list(_applicable_matches(http.match, target))
+        matches: list[HTTPMatchRequest | None] = list(_applicable_matches(http.match, target))
         if http.match and not matches:
             continue  # every match is for another port or another source
         for match in matches or [None]:
@@ -116,7 +126,9 @@ def virtual_service_routes(vs: VirtualService, target: RouteTarget) -> list[rc.R
     return routes
 
 
-def _applicable_matches(matches: list[Any] | None, target: RouteTarget) -> Iterator[Any]:
+def _applicable_matches(
+    matches: list[HTTPMatchRequest] | None, target: RouteTarget
+) -> Iterator[HTTPMatchRequest]:
     for m in matches or []:
         if m.port is not None and m.port != target.port:
             continue
@@ -134,7 +146,7 @@ def _applicable_matches(matches: list[Any] | None, target: RouteTarget) -> Itera
         yield m
 
 
-def _is_catch_all(match: Any) -> bool:
+def _is_catch_all(match: HTTPMatchRequest) -> bool:
     uri = match.uri
     plain_uri = uri is None or (uri.prefix == "/" and not match.ignore_uri_case)
     return (
@@ -148,7 +160,13 @@ def _is_catch_all(match: Any) -> bool:
     )
 
 
-def _route(vs: VirtualService, http: Any, name: str, match: Any, target: RouteTarget) -> rc.Route:
+def _route(
+    vs: VirtualService,
+    http: HTTPRoute,
+    name: str,
+    match: HTTPMatchRequest | None,
+    target: RouteTarget,
+) -> rc.Route:
     route = rc.Route(name=http.name or name)
     route.match.CopyFrom(_route_match(match))
     if http.redirect is not None:
@@ -173,7 +191,7 @@ def _route(vs: VirtualService, http: Any, name: str, match: Any, target: RouteTa
     return route
 
 
-def _string_matcher(sm: Any, ignore_case: bool = False) -> string_pb2.StringMatcher:
+def _string_matcher(sm: StringMatch, ignore_case: bool = False) -> string_pb2.StringMatcher:
     if sm.exact is not None:
         return string_pb2.StringMatcher(exact=sm.exact, ignore_case=ignore_case)
     if sm.prefix is not None:
@@ -181,7 +199,7 @@ def _string_matcher(sm: Any, ignore_case: bool = False) -> string_pb2.StringMatc
     return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=sm.regex))
 
 
-def _route_match(match: Any) -> rc.RouteMatch:
+def _route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
     rm = rc.RouteMatch()
     if match is None or match.uri is None:
         rm.prefix = "/"
@@ -197,9 +215,9 @@ def _route_match(match: Any) -> rc.RouteMatch:
         rm.case_sensitive.value = False
     for name, sm in sorted((match.headers or {}).items()):
         rm.headers.append(_header_matcher(name, sm))
-    for pseudo, sm in ((":method", match.method), (":authority", match.authority)):
-        if sm is not None:
-            rm.headers.append(_header_matcher(pseudo, sm))
+    for pseudo, pseudo_match in ((":method", match.method), (":authority", match.authority)):
+        if pseudo_match is not None:
+            rm.headers.append(_header_matcher(pseudo, pseudo_match))
     if match.scheme is not None:
         rm.headers.append(_header_matcher(":scheme", match.scheme))
     for name, sm in sorted((match.without_headers or {}).items()):
@@ -216,7 +234,7 @@ def _route_match(match: Any) -> rc.RouteMatch:
     return rm
 
 
-def _header_matcher(name: str, sm: Any) -> rc.HeaderMatcher:
+def _header_matcher(name: str, sm: StringMatch) -> rc.HeaderMatcher:
     if sm.exact is None and sm.prefix is None and sm.regex is None:
         return rc.HeaderMatcher(name=name, present_match=True)
     return rc.HeaderMatcher(name=name, string_match=_string_matcher(sm))
@@ -231,7 +249,7 @@ def destination_port(service: Service | None, requested: int | None, vhost_port:
     return vhost_port
 
 
-def destination_cluster(vs: VirtualService, destination: Any, target: RouteTarget) -> str:
+def destination_cluster(vs: VirtualService, destination: Destination, target: RouteTarget) -> str:
     host = fqdn(destination.host, vs.metadata.namespace)
     service = target.services.get(host)
     number = destination.port.number if destination.port is not None else None
@@ -240,7 +258,10 @@ def destination_cluster(vs: VirtualService, destination: Any, target: RouteTarge
 
 
 def _route_action(
-    vs: VirtualService, http: Any, destinations: list[Any], target: RouteTarget
+    vs: VirtualService,
+    http: HTTPRoute,
+    destinations: list[HTTPRouteDestination],
+    target: RouteTarget,
 ) -> rc.RouteAction:
     action = rc.RouteAction()
     if len(destinations) == 1:
@@ -277,7 +298,7 @@ def _route_action(
     return action
 
 
-def _authority(http: Any, destinations: list[Any]) -> str | None:
+def _authority(http: HTTPRoute, destinations: list[HTTPRouteDestination]) -> str | None:
     """The authority to send: rewrite.authority, else one set as a header on the route,
     else one set on a lone destination (Istio's order)."""
     if http.rewrite is not None and http.rewrite.authority:
@@ -288,7 +309,7 @@ def _authority(http: Any, destinations: list[Any]) -> str | None:
     return found
 
 
-def _retry_policy(retries: Any) -> rc.RetryPolicy:
+def _retry_policy(retries: HTTPRetry) -> rc.RetryPolicy:
     policy = default_retry_policy()
     policy.num_retries.value = retries.attempts
     if retries.per_try_timeout:
@@ -310,7 +331,7 @@ def _retry_policy(retries: Any) -> rc.RetryPolicy:
 
 
 def _mirrors(
-    vs: VirtualService, http: Any, target: RouteTarget
+    vs: VirtualService, http: HTTPRoute, target: RouteTarget
 ) -> Iterator[rc.RouteAction.RequestMirrorPolicy]:
     """Mirror destinations resolve as route destinations do (short names, implied ports)."""
     targets = [(m.destination, _percent_of(m.percentage, None)) for m in http.mirrors or []]
@@ -324,7 +345,9 @@ def _mirrors(
         yield policy
 
 
-def _percent_of(percentage: Any, deprecated: int | None, default: float = 100.0) -> float:
+def _percent_of(
+    percentage: Percent | None, deprecated: int | None, default: float = 100.0
+) -> float:
     """A share in percent: `percentage` when set, else the deprecated integer form, else
     `default`."""
     if percentage is not None:
@@ -335,7 +358,7 @@ def _percent_of(percentage: Any, deprecated: int | None, default: float = 100.0)
 
 
 def _hash_policies(
-    vs: VirtualService, destinations: list[Any], target: RouteTarget
+    vs: VirtualService, destinations: list[HTTPRouteDestination], target: RouteTarget
 ) -> list[rc.RouteAction.HashPolicy]:
     """The hash key of each destination's cluster, from the policy of exactly that cluster
     (its host, subset and port); Envoy hashes a request once, over every key listed."""
@@ -360,7 +383,7 @@ def _hash_policy(
     return consistent_hash_policy(lb.consistent_hash)
 
 
-def consistent_hash_policy(ch: Any) -> rc.RouteAction.HashPolicy:
+def consistent_hash_policy(ch: ConsistentHashLB) -> rc.RouteAction.HashPolicy:
     hp = rc.RouteAction.HashPolicy()
     if ch.http_header_name:
         hp.header.header_name = ch.http_header_name
@@ -377,7 +400,7 @@ def consistent_hash_policy(ch: Any) -> rc.RouteAction.HashPolicy:
     return hp
 
 
-def _redirect(redirect: Any, port: int) -> rc.RedirectAction:
+def _redirect(redirect: HTTPRedirect, port: int) -> rc.RedirectAction:
     ra = rc.RedirectAction(response_code=_REDIRECT_CODES.get(redirect.redirect_code or 301, 0))
     if redirect.uri:
         ra.path_redirect = redirect.uri
@@ -397,7 +420,7 @@ def _redirect(redirect: Any, port: int) -> rc.RedirectAction:
     return ra
 
 
-def _header_ops(target: Any, headers: Any) -> None:
+def _header_ops(target: rc.Route | rc.WeightedCluster.ClusterWeight, headers: Headers) -> None:
     """Istio's `headers.request/response` set/add/remove onto a route or weighted cluster."""
     for direction, ops in (("request", headers.request), ("response", headers.response)):
         if ops is None:
@@ -430,10 +453,10 @@ def _fraction(percent: float) -> percent_pb2.FractionalPercent:
     )
 
 
-def _fault(fault: Any) -> fault_pb2.HTTPFault:
+def _fault(fault: HTTPFaultInjection) -> fault_pb2.HTTPFault:
     out = fault_pb2.HTTPFault()
-    if fault.delay is not None:
-        d = fault.delay
+    d = fault.delay
+    if d is not None and d.fixed_delay is not None:  # validation requires fixedDelay
         out.delay.CopyFrom(
             common_fault.FaultDelay(
                 fixed_delay=istio_duration(d.fixed_delay),

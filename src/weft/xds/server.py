@@ -11,6 +11,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from functools import partial
 from typing import TypeVar, cast
 
 import grpc
@@ -167,7 +168,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
                     break
                 if event is _PUSH:
                     if conn is not None:
-                        responses = self._guard(conn, on_push, conn)
+                        responses = self._guard(conn, partial(on_push, conn))
                         if responses:
                             conn.pushes += 1
                             self.metrics.convergence.observe(time.monotonic() - self._snapshot_at)
@@ -187,20 +188,18 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
                             grpc.StatusCode.INVALID_ARGUMENT, "first request must carry node.id"
                         )
                         return
-                for response in self._guard(conn, on_request, conn, request):
+                for response in self._guard(conn, partial(on_request, conn, request)):
                     yield response
         finally:
             reader.cancel()
             if conn is not None:
                 self._close(conn)
 
-    def _guard(
-        self, conn: Connection, handle: Callable[..., list[_Response]], *args: object
-    ) -> list[_Response]:
+    def _guard(self, conn: Connection, handle: Callable[[], list[_Response]]) -> list[_Response]:
         """Generation failing for one proxy (a bug: inconsistent config) sends it nothing
         new: it keeps its last good config, and every other stream goes on."""
         try:
-            return handle(*args)
+            return handle()
         except InconsistentConfig as e:
             log.error("not sending new config to %s, it keeps its last: %s", conn.proxy.id, e)
         except Exception:
