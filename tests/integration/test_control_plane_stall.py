@@ -85,7 +85,7 @@ class Agent:
 
 
 async def registered(mesh: LocalMesh) -> list[str]:
-    return [w["name"] for w in await mesh.registered()]
+    return [w.name for w in await mesh.registered()]
 
 
 async def test_heartbeats_that_waited_out_a_stall_keep_their_workload(mesh: LocalMesh) -> None:
