@@ -84,11 +84,14 @@ def export(ref: str, into: Path) -> tuple[str, Path]:
 
 
 def this_tree() -> str:
-    out = subprocess.run(
-        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    return out or "this tree"
+    """The commit whose `src` is measured, marked when `src` has changes not committed."""
+
+    def git(*args: str) -> str:
+        run = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+        return run.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "this tree"
+    return commit + ("+changes" if git("status", "--porcelain", "--", "src") else "")
 
 
 async def operation(

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -133,20 +133,37 @@ def edited_file(path: Path, changes: Mapping[ConfigKey, IstioObject | None]) -> 
 
 
 def write_all(changes: Sequence[FileChange]) -> list[Written]:
-    """Write (or delete) each file, several at a time; raise the first failure once all ended.
+    """Write (or delete) each file; raise the first failure once every change was tried.
 
     Each write waits for its fsync; with several in flight the filesystem commits them
-    together (thousands of new files take a third of the time, or less, than one by one).
-    The writers do little but system calls, so they leave the interpreter to the event loop.
+    together (thousands of new files take a quarter of the time, or less, than one by one).
     """
-    if len(changes) <= 1:
-        return [_write(change) for change in changes]
-    with ThreadPoolExecutor(max_workers=_PARALLEL_WRITES, thread_name_prefix="weft-write") as pool:
-        futures = [pool.submit(_write, change) for change in changes]
-    return [future.result() for future in futures]
+    writes = [change for change in changes if change.data is not None]
+    if len(writes) > 1:
+        with ThreadPoolExecutor(_PARALLEL_WRITES, thread_name_prefix="weft-write") as pool:
+            pending = {change.path: pool.submit(_write, change) for change in writes}
+            # Deletions need no fsync: made here meanwhile, one by one, as every thread more
+            # competes with the event loop for the interpreter.
+            outcomes = {c.path: _attempt(c) for c in changes if c.data is None}
+        outcomes |= {
+            path: future.exception() or future.result() for path, future in pending.items()
+        }
+    else:
+        outcomes = {change.path: _attempt(change) for change in changes}
+    for outcome in outcomes.values():
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [cast(Written, outcomes[change.path]) for change in changes]
 
 
-_PARALLEL_WRITES = 8
+def _attempt(change: FileChange) -> Written | BaseException:
+    try:
+        return _write(change)
+    except Exception as exc:
+        return exc
+
+
+_PARALLEL_WRITES = 4
 
 
 def _write(change: FileChange) -> Written:

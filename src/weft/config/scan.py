@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from weft.api import ConfigKey, IstioObject
 from weft.api.loader import is_json_path, load_json, load_yaml
@@ -21,8 +22,7 @@ from weft.config.files import Written, is_config_file
 from weft.errors import ConfigError, ConfigProblem
 
 
-@dataclass(frozen=True)
-class Stamp:
+class Stamp(NamedTuple):
     """Enough to notice any change: editors that rename-replace change the inode."""
 
     mtime_ns: int
@@ -105,18 +105,28 @@ def _written_states(
 
 
 def _stamps(root: Path) -> dict[Path, Stamp]:
+    """Every config file under `root` (not in dot-directories, nor through linked ones)."""
     stamps: dict[Path, Stamp] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if not is_config_file(name):
-                continue
-            path = Path(dirpath) / name
-            try:
-                st = path.stat()
-            except OSError:  # gone since the listing, or a dangling link
-                continue
-            stamps[path] = Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
+    directories = [str(root)]
+    while directories:
+        try:
+            entries = os.scandir(directories.pop())
+        except OSError:  # gone, or not a directory
+            continue
+        with entries:
+            for entry in entries:
+                name = entry.name
+                try:
+                    if entry.is_dir():
+                        if not name.startswith(".") and not entry.is_symlink():
+                            directories.append(entry.path)
+                        continue
+                    if not is_config_file(name):
+                        continue
+                    st = entry.stat()
+                except OSError:  # gone since the listing, or a dangling link
+                    continue
+                stamps[Path(entry.path)] = Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
     return stamps
 
 

@@ -266,3 +266,29 @@ async def test_synchronous_changes_wait_for_no_one(
         store.rescan()
     await writing
     assert store.apply([make_rule("x")]) == [key("x")]
+
+
+async def test_the_watcher_spends_at_most_a_fifth_of_its_time_scanning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from weft.config import scan as scan_module
+
+    scans: list[float] = []
+
+    def slow_scan(*args: object, **kwargs: object) -> scan_module.View:
+        started = time.monotonic()
+        time.sleep(0.05)  # as a directory of thousands of files takes
+        view = scan_module.scan(*args, **kwargs)  # type: ignore[arg-type]
+        scans.append(time.monotonic() - started)
+        return view
+
+    monkeypatch.setattr("weft.config.directory.scan", slow_scan)
+    store = DirectoryStore(tmp_path, poll_interval=0.01)
+    await store.start()
+    scans.clear()  # the first, in start(), is not the watcher's
+    started = time.monotonic()
+    await asyncio.sleep(1.0)
+    await store.stop()
+    elapsed = time.monotonic() - started
+    assert len(scans) >= 2  # it does keep watching
+    assert sum(scans) <= elapsed / 4  # a fifth of the time, and some slack for the clock
