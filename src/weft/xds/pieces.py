@@ -87,6 +87,8 @@ class SharedView:
     hosts: frozenset[str]
     # Per service seen, in order: its clusters and its clusters' endpoints.
     services: tuple[_ServicePart, ...] = ()
+    # Per virtual host, in order: (host, port, the serialized virtual host).
+    vhosts: tuple[tuple[str, int, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,13 +128,18 @@ def build_shared(
         parts = _outbound(proxy, snap, visible, pieces, reuse, changed_hosts)
         clusters, eds_names, endpoints = _join(parts, prior)
     if prior is not None and not changed & ROUTE_INPUTS:
-        routes = prior.routes
+        routes, vhosts = prior.routes, prior.vhosts
     else:
-        routes = Resources.of_packed(
-            types.ROUTE, {names.HTTP_PROXY_ROUTE: _routes(proxy, snap, visible, pieces)}
+        vhosts = _routes(proxy, snap, visible, pieces, prior, changed_hosts)
+        table = any_pb2.Any(
+            type_url=types.ROUTE,
+            value=route_config_bytes(
+                names.HTTP_PROXY_ROUTE, [*(v for _, _, v in vhosts), _BLOCK_ALL]
+            ),
         )
+        routes = Resources.of_packed(types.ROUTE, {names.HTTP_PROXY_ROUTE: table})
     hosts = prior.hosts if prior is not None else frozenset(s.hostname for s in visible)
-    shared = SharedView(clusters, eds_names, endpoints, routes, hosts, parts)
+    shared = SharedView(clusters, eds_names, endpoints, routes, hosts, parts, vhosts)
     check_consistent({types.ENDPOINT: endpoints, types.ROUTE: routes}, list(eds_names), [])
     return shared
 
@@ -209,13 +216,27 @@ def _outbound(
 
 
 def _routes(
-    proxy: Proxy, snap: Snapshot, visible: tuple[Service, ...], pieces: Pieces
-) -> any_pb2.Any:
+    proxy: Proxy,
+    snap: Snapshot,
+    visible: tuple[Service, ...],
+    pieces: Pieces,
+    prior: SharedView | None,
+    changed_hosts: Collection[str],
+) -> tuple[tuple[str, int, bytes], ...]:
+    """The view's virtual hosts, in order. With `prior` (a narrow change: what the view sees
+    is the same, so are its virtual hosts' order and domains), each host the change did not
+    touch keeps its virtual host; the others are looked up by key."""
+    reuse = {} if prior is None else {(h, p): v for h, p, v in prior.vhosts}
     labels = tuple(proxy.labels.items()) if snap.uses_source_labels else ()
     services, rules = Same(snap.services), Same(snap.dr_index)
-    parts: list[bytes] = []
+    out: list[tuple[str, int, bytes]] = []
     for service, port, domains in route_plan(visible, proxy.namespace):
-        bound = snap.virtual_services_for(service.hostname)
+        host = service.hostname
+        kept = reuse.get((host, port))
+        if kept is not None and host not in changed_hosts:
+            out.append((host, port, kept))
+            continue
+        bound = snap.virtual_services_for(host)
         root = bound[0] if bound else None
         delegates = delegates_of(root, snap.virtual_services) if root is not None else ()
         key = VirtualHostKey(
@@ -229,10 +250,8 @@ def _routes(
             services,
             rules,
         )
-        parts.append(pieces.vhost(key))
-    parts.append(_BLOCK_ALL)
-    value = route_config_bytes(names.HTTP_PROXY_ROUTE, parts)
-    return any_pb2.Any(type_url=types.ROUTE, value=value)
+        out.append((host, port, pieces.vhost(key)))
+    return tuple(out)
 
 
 _BLOCK_ALL = block_all().SerializeToString(deterministic=True)
