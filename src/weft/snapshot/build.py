@@ -55,7 +55,9 @@ def _same_if_equal(previous: Snapshot, name: str, made: Any) -> Any:
     if name != "endpoints":
         return old if old is not made and old == made else made
     merged = {
-        host: prior if (prior := old.get(host)) is not None and prior == eps else eps
+        host: prior
+        if (prior := old.get(host)) is eps or (prior is not None and prior == eps)
+        else eps
         for host, eps in made.items()
     }
     if merged.keys() == old.keys() and all(eps is old[host] for host, eps in merged.items()):

@@ -67,7 +67,11 @@ class Sources:
             for kind in self.by_kind.keys() | before.by_kind.keys():
                 if self.by_kind.get(kind, ()) != before.by_kind.get(kind, ()):
                     changed.add(kind)
-        for name in (REGISTRY_SERVICES, REGISTRY_ENDPOINTS, MESH, JWKS):
+        # The registry hands out the same endpoints mapping while nothing changed: a new one
+        # is a change (comparing a thousand hosts' endpoints would cost more than remaking).
+        if self.registry_endpoints is not before.registry_endpoints:
+            changed.add(REGISTRY_ENDPOINTS)
+        for name in (REGISTRY_SERVICES, MESH, JWKS):
             new, old = self.get(name), before.get(name)
             if new is not old and new != old:
                 changed.add(name)

@@ -55,14 +55,15 @@ def inbound_policy(
     sidecar and the app listen on ports of their own in local mode.
     """
     trust_domain = policies.mesh.trust_domain
+    labels = proxy.labels
     mode = peer_mode_in(
         policies.peer_authentications,
         policies.root_namespace,
         proxy.namespace,
-        proxy.labels,
+        labels,
         port.service_port,
     )
-    authz = authorization_policies_for(policies, proxy.namespace, proxy.labels)
+    authz = authorization_policies_for(policies, proxy.namespace, labels)
     if not port.protocol.routed_as_http:
         return InboundPolicy(
             mode,
@@ -70,7 +71,7 @@ def inbound_policy(
         )
     filters: list[hcm.HttpFilter] = []
     jwt = jwt_authn_filter(
-        request_authentications_for(policies, proxy.namespace, proxy.labels), policies.jwks
+        request_authentications_for(policies, proxy.namespace, labels), policies.jwks
     )
     if jwt is not None:
         filters.append(jwt)

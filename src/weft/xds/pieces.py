@@ -21,7 +21,7 @@ cached generation against generation from scratch across sequences of changes.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from envoy.config.route.v3 import route_pb2
 from google.protobuf import any_pb2
@@ -68,6 +68,15 @@ class ViewKey:
     labels: tuple[tuple[str, str], ...]
     sds: bool
     kind: str
+    # Looked up on every push for every proxy: hashed once.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = (self.namespace, self.sidecar, self.labels, self.sds, self.kind)
+        object.__setattr__(self, "_hash", hash(key))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 def view_key(proxy: Proxy, snap: Snapshot) -> ViewKey:
