@@ -12,18 +12,32 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+from weft.snapshot.dependencies import Piece, reads
 from weft.snapshot.proxy import Proxy, ProxyShape
 from weft.snapshot.scope import ChangeScope
 from weft.snapshot.snapshot import Snapshot
-from weft.xds.builders import Pieces
+from weft.xds.builders import OwnPart, Pieces
 from weft.xds.generate import Resources
-from weft.xds.pieces import SharedView, ViewKey, build_shared, generate_with, view_key
+from weft.xds.pieces import (
+    SharedView,
+    ViewKey,
+    build_shared,
+    generate_with,
+    own_part,
+    view_key,
+)
 
 
 @dataclass(frozen=True)
 class _Entry:
     view: ViewKey
+    own: OwnPart
     config: dict[str, Resources]
+
+
+# What a proxy's own part (listeners, inbound clusters) is made from: a change to none of
+# these keeps it.
+_OWN_INPUTS = reads(Piece.LISTENERS)
 
 
 class GenerationCache:
@@ -44,6 +58,8 @@ class GenerationCache:
         self._prior: dict[ViewKey, SharedView] = {}
         self._changed: frozenset[str] = frozenset()
         self._changed_hosts: frozenset[str] = frozenset()
+        # Own parts of the proxies the change woke, when it did not feed them.
+        self._prior_own: dict[ProxyShape, OwnPart] = {}
         self.pieces = Pieces()
         self.hits = 0
         self.misses = 0
@@ -69,6 +85,10 @@ class GenerationCache:
             entry = self._entries.get(key)
             if entry is not None:
                 kept[key] = entry
+        keep_own = narrow and not self._changed & _OWN_INPUTS
+        self._prior_own = (
+            {k: e.own for k, e in self._entries.items() if k not in kept} if keep_own else {}
+        )
         self._views = {e.view: self._views[e.view] for e in kept.values() if e.view in self._views}
         self._entries = kept
         self._version = snap.version
@@ -99,8 +119,9 @@ class GenerationCache:
             shared = self._views[view] = build_shared(
                 proxy, snap, self.pieces, prior, self._changed, self._changed_hosts
             )
-        built = generate_with(shared, proxy, snap, self.pieces)
-        self._entries[key] = _Entry(view, built)
+        own = self._prior_own.get(key) or own_part(proxy, snap, self.pieces)
+        built = generate_with(shared, own, self.pieces)
+        self._entries[key] = _Entry(view, own, built)
         if len(self._entries) > self._max:
             self._entries.popitem(last=False)
         return built

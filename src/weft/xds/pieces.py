@@ -36,6 +36,7 @@ from weft.xds import names, types
 from weft.xds.builders import (
     AllClustersKey,
     ClusterBlock,
+    OwnPart,
     Pieces,
     build_all_clusters,
     build_listeners,
@@ -98,6 +99,8 @@ class SharedView:
     services: tuple[_ServicePart, ...] = ()
     # Per virtual host, in order: (host, port, the serialized virtual host).
     vhosts: tuple[tuple[str, int, bytes], ...] = ()
+    # The services it sees, in order.
+    visible: tuple[Service, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,8 @@ def build_shared(
     pieces = pieces or Pieces()
     if prior is not None and changed & reads(Piece.VISIBLE):
         prior = None  # what the view sees changed: nothing of it is kept
-    visible = _visible(proxy, snap, pieces)
+    # A narrow change leaves what the view sees as it was.
+    visible = prior.visible if prior is not None else _visible(proxy, snap, pieces)
     if prior is not None and not changed & CLUSTER_INPUTS:
         parts = prior.services
         clusters, eds_names, endpoints = prior.clusters, prior.eds_names, prior.endpoints
@@ -148,7 +152,7 @@ def build_shared(
         )
         routes = Resources.of_packed(types.ROUTE, {names.HTTP_PROXY_ROUTE: table})
     hosts = prior.hosts if prior is not None else frozenset(s.hostname for s in visible)
-    shared = SharedView(clusters, eds_names, endpoints, routes, hosts, parts, vhosts)
+    shared = SharedView(clusters, eds_names, endpoints, routes, hosts, parts, vhosts, visible)
     check_consistent({types.ENDPOINT: endpoints, types.ROUTE: routes}, list(eds_names), [])
     return shared
 
@@ -304,12 +308,13 @@ def listeners_key(shape: ProxyShape, snap: Snapshot) -> ListenersKey:
     )
 
 
-def generate_with(
-    shared: SharedView, proxy: Proxy, snap: Snapshot, pieces: Pieces | None = None
-) -> dict[str, Resources]:
+def own_part(proxy: Proxy, snap: Snapshot, pieces: Pieces) -> OwnPart:
+    """A proxy's own part: its listeners, inbound clusters and the routes they name."""
+    return pieces.own.get(listeners_key(proxy.shape, snap), build_listeners)
+
+
+def generate_with(shared: SharedView, own: OwnPart, pieces: Pieces) -> dict[str, Resources]:
     """A proxy's config from its view's shared part plus what is its own."""
-    pieces = pieces or Pieces()
-    own = pieces.own.get(listeners_key(proxy.shape, snap), build_listeners)
     cds = pieces.cds.get(
         AllClustersKey(Same(shared.clusters), Same(own.inbound)), build_all_clusters
     )
