@@ -1,11 +1,13 @@
 """The snapshot's indexes: lookups by host, namespace and label, each built from the parts
-its row in `weft.snapshot.dependencies.INDEXES` names, and from nothing else."""
+its row in `weft.snapshot.dependencies.INDEXES` names, and from nothing else.
+
+Their maps are plain dicts, read through `Mapping` and never changed once built (a read-only
+proxy costs on every lookup, and lookups run for every piece of every proxy's config)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from weft.api import DestinationRule, MeshConfig, Sidecar, VirtualService
 from weft.api.hosts import fqdn, host_matches
@@ -35,7 +37,7 @@ class VirtualServiceIndex:
                     exact.setdefault(resolved, []).append(i)
         return cls(
             virtual_services,
-            MappingProxyType({h: tuple(v) for h, v in exact.items()}),
+            {h: tuple(v) for h, v in exact.items()},
             tuple(wildcards),
         )
 
@@ -69,8 +71,8 @@ class DestinationRuleIndex:
             else:
                 exact.setdefault((namespace, host), dr)  # the first by name wins
         return cls(
-            MappingProxyType(exact),
-            MappingProxyType({ns: tuple(v) for ns, v in wildcards.items()}),
+            exact,
+            {ns: tuple(v) for ns, v in wildcards.items()},
             mesh.root_namespace,
         )
 
@@ -139,11 +141,11 @@ class SidecarIndex:
                     match_all.append(i)
             out[namespace] = NamespaceSidecars(
                 tuple(entries),
-                MappingProxyType({k: tuple(v) for k, v in by_label.items()}),
+                {k: tuple(v) for k, v in by_label.items()},
                 tuple(match_all),
                 defaults[0] if defaults else None,
             )
-        return cls(MappingProxyType(out), mesh.root_namespace)
+        return cls(out, mesh.root_namespace)
 
     def for_workload(self, namespace: str, labels: Mapping[str, str]) -> Sidecar | None:
         """The Sidecar that applies: a selector match in the workload's namespace first (the
@@ -180,9 +182,9 @@ class ServiceIndex:
             by_name.setdefault((service.namespace, service.short_name), []).append(service)
             by_namespace.setdefault(service.namespace, []).append(service)
         return cls(
-            MappingProxyType({k: tuple(v) for k, v in by_name.items()}),
-            MappingProxyType({k: tuple(v) for k, v in by_namespace.items()}),
-            MappingProxyType({host: i for i, host in enumerate(services)}),
+            {k: tuple(v) for k, v in by_name.items()},
+            {k: tuple(v) for k, v in by_namespace.items()},
+            {host: i for i, host in enumerate(services)},
         )
 
 

@@ -35,9 +35,8 @@ def scoped_services(
     """What a Sidecar lets a proxy of `namespace` reach; everything without egress. Egress
     hosts are looked up in the service index instead of testing every service against every
     pattern (which is quadratic in a scoped mesh)."""
-    everything = tuple(services.values())
     if sidecar is None or not sidecar.spec.egress:
-        return everything
+        return tuple(services.values())
     found: dict[str, Service] = {}
     for egress in sidecar.spec.egress or []:
         for pattern in egress.hosts:
@@ -52,7 +51,7 @@ def scoped_services(
             elif ns != "*" and "." not in dns and "*" not in dns:
                 pool = index.by_name.get((ns, dns), ())
             else:
-                pool = [s for s in everything if _egress_allows(ns, dns, s)]
+                pool = [s for s in services.values() if _egress_allows(ns, dns, s)]
             for service in pool:
                 found[service.hostname] = service
     return tuple(sorted(found.values(), key=lambda s: index.position[s.hostname]))

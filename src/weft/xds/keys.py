@@ -12,8 +12,8 @@ the snapshot names the parts it is taken from (`Reads`); a test holds these to t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar, get_type_hints
+from dataclasses import dataclass, fields
+from typing import Annotated, Generic, TypeVar, get_args, get_origin, get_type_hints
 
 from weft.api import (
     AuthorizationPolicy,
@@ -30,6 +30,7 @@ from weft.snapshot.indexes import DestinationRuleIndex, ServiceIndex
 from weft.snapshot.proxy import ProxyShape
 
 _T = TypeVar("_T")
+_K = TypeVar("_K", bound=object)
 
 
 class Same(Generic[_T]):
@@ -54,6 +55,37 @@ class Same(Generic[_T]):
 PeerAuthentications = Same[tuple[PeerAuthentication, ...]]
 
 
+def identity_keyed(cls: type[_K]) -> type[_K]:
+    """Give a key dataclass a hash and an equality that compare its `Same` fields by the
+    identity of what they hold, in one call each (keys are made and looked up for every
+    piece of every proxy's config, so nested calls per field would cost more than the
+    lookup)."""
+    hints = get_type_hints(cls, include_extras=True)
+    terms = []
+    for f in fields(cls):  # type: ignore[arg-type]
+        hint = hints[f.name]
+        base = get_args(hint)[0] if get_origin(hint) is Annotated else hint
+        if get_origin(base) is Same:
+            terms.append(
+                (f"id(self.{f.name}.value)", f"self.{f.name}.value is other.{f.name}.value")
+            )
+        else:
+            terms.append((f"self.{f.name}", f"self.{f.name} == other.{f.name}"))
+    source = (
+        "def __hash__(self):\n"
+        f"    return hash(({', '.join(h for h, _ in terms)},))\n"
+        "def __eq__(self, other):\n"
+        "    return self is other or (other.__class__ is self.__class__"
+        + "".join(f" and {e}" for _, e in terms)
+        + ")\n"
+    )
+    made: dict[str, object] = {}
+    exec(source, {}, made)  # generated from the field list, as dataclasses does
+    type.__setattr__(cls, "__hash__", made["__hash__"])
+    type.__setattr__(cls, "__eq__", made["__eq__"])
+    return cls
+
+
 @dataclass(frozen=True)
 class Reads:
     """Marks a key field as taken from these snapshot parts (or indexes, by their name)."""
@@ -64,6 +96,7 @@ class Reads:
         object.__setattr__(self, "parts", parts)
 
 
+@identity_keyed
 @dataclass(frozen=True, slots=True)
 class VisibleKey:
     """Which services a proxy sees: what its Sidecar's egress allows from its namespace."""
@@ -74,6 +107,7 @@ class VisibleKey:
     index: Annotated[Same[ServiceIndex], Reads("service_index")]
 
 
+@identity_keyed
 @dataclass(frozen=True, slots=True)
 class ClustersKey:
     """One service's outbound clusters (each port, each subset) for one kind of client."""
@@ -85,6 +119,7 @@ class ClustersKey:
     has_certs: bool
 
 
+@identity_keyed
 @dataclass(frozen=True, slots=True)
 class EndpointsKey:
     """One EDS cluster's load assignment."""
@@ -96,6 +131,7 @@ class EndpointsKey:
     root_namespace: Annotated[str, Reads("mesh")]
 
 
+@identity_keyed
 @dataclass(frozen=True, slots=True)
 class VirtualHostKey:
     """One service port's virtual host on the outbound HTTP proxy of one kind of client."""
@@ -113,6 +149,7 @@ class VirtualHostKey:
     rules: Annotated[Same[DestinationRuleIndex], Reads("dr_index")]
 
 
+@identity_keyed
 @dataclass(frozen=True, slots=True)
 class ListenersKey:
     """One proxy's listeners and inbound clusters, from its shape and the security policy."""
