@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Generic, TypeVar
 
 from google.protobuf import any_pb2
@@ -172,33 +173,35 @@ class Pieces:
             memo.age()
 
     def vhost(self, key: VirtualHostKey) -> bytes:
-        try:
-            return self.vhosts.get(key, build_virtual_host)
-        except Exception as e:
-            if key.virtual_service.value is None:
-                raise
-            self.left_out.record(key.virtual_service.value, e)
-            return self.vhosts.get(
-                replace(key, virtual_service=NO_VIRTUAL_SERVICE), build_virtual_host
-            )
+        vs = key.virtual_service.value
+        without = partial(replace, key, virtual_service=NO_VIRTUAL_SERVICE, delegates=())
+        return self._leaving_out(self.vhosts, key, build_virtual_host, vs, without)
 
     def cluster_block(self, key: ClustersKey) -> ClusterBlock:
-        try:
-            return self.clusters.get(key, build_clusters)
-        except Exception as e:
-            if key.rule.value is None:
-                raise
-            self.left_out.record(key.rule.value, e)
-            return self.clusters.get(replace(key, rule=NO_RULE), build_clusters)
+        without = partial(replace, key, rule=NO_RULE)
+        return self._leaving_out(self.clusters, key, build_clusters, key.rule.value, without)
 
     def assignment(self, key: EndpointsKey) -> any_pb2.Any:
+        without = partial(replace, key, rule=NO_RULE)
+        return self._leaving_out(self.endpoints, key, build_endpoints, key.rule.value, without)
+
+    def _leaving_out(
+        self,
+        memo: Memo[_K, _V],
+        key: _K,
+        build: Callable[[_K], _V],
+        culprit: VirtualService | DestinationRule | None,
+        without: Callable[[], _K],
+    ) -> _V:
+        """The piece for `key`; if building it fails, the piece without `culprit` (the one
+        object it reads that can fail), and `culprit` is recorded as left out."""
         try:
-            return self.endpoints.get(key, build_endpoints)
+            return memo.get(key, build)
         except Exception as e:
-            if key.rule.value is None:
+            if culprit is None:
                 raise
-            self.left_out.record(key.rule.value, e)
-            return self.endpoints.get(replace(key, rule=NO_RULE), build_endpoints)
+            self.left_out.record(culprit, e)
+            return memo.get(without(), build)
 
 
 NO_VIRTUAL_SERVICE: Same[VirtualService | None] = Same(None)
