@@ -106,35 +106,36 @@ def _routed_hosts(vs: VirtualService) -> set[str] | None:
     return None if any("*" in h for h in hosts) else hosts
 
 
-V, C, E, R, L = Piece.VISIBLE, Piece.CLUSTERS, Piece.ENDPOINTS, Piece.ROUTES, Piece.LISTENERS
-SE, WE = "ServiceEntry", "WorkloadEntry"
+# Short names for the table's columns (pieces) and the kinds that make services.
+_V, _C, _E, _R, _L = Piece.VISIBLE, Piece.CLUSTERS, Piece.ENDPOINTS, Piece.ROUTES, Piece.LISTENERS
+_SE, _WE = "ServiceEntry", "WorkloadEntry"
 
 PARTS: tuple[Part, ...] = (
-    Part("services", (SE, REGISTRY_SERVICES), derive.services, frozenset({V, C, E, R})),
+    Part("services", (_SE, REGISTRY_SERVICES), derive.services, frozenset({_V, _C, _E, _R})),
     Part(
         "endpoints",
-        (SE, WE, REGISTRY_SERVICES, REGISTRY_ENDPOINTS),
+        (_SE, _WE, REGISTRY_SERVICES, REGISTRY_ENDPOINTS),
         derive.endpoints,
-        frozenset({C, E}),  # clusters: SANs and DNS targets come from endpoints
+        frozenset({_C, _E}),  # clusters: SANs and DNS targets come from endpoints
         by_host=_endpoint_hosts,
     ),
     Part(
         "virtual_services",
         ("VirtualService",),
         derive.by_name,
-        frozenset({R}),
+        frozenset({_R}),
         by_host=_virtual_service_hosts,
     ),
-    Part("destination_rules", ("DestinationRule",), derive.by_name, frozenset({C, E, R})),
-    Part("sidecars", ("Sidecar",), derive.by_name, frozenset({V})),
+    Part("destination_rules", ("DestinationRule",), derive.by_name, frozenset({_C, _E, _R})),
+    Part("sidecars", ("Sidecar",), derive.by_name, frozenset({_V})),
     # Validated and kept; no sidecar piece reads them.
     Part("gateways", ("Gateway",), derive.by_name, frozenset()),
-    Part("peer_authentications", ("PeerAuthentication",), derive.by_name, frozenset({E, L})),
-    Part("authorization_policies", ("AuthorizationPolicy",), derive.by_name, frozenset({L})),
-    Part("request_authentications", ("RequestAuthentication",), derive.by_name, frozenset({L})),
+    Part("peer_authentications", ("PeerAuthentication",), derive.by_name, frozenset({_E, _L})),
+    Part("authorization_policies", ("AuthorizationPolicy",), derive.by_name, frozenset({_L})),
+    Part("request_authentications", ("RequestAuthentication",), derive.by_name, frozenset({_L})),
     # Trust domain (clusters, listeners) and root namespace (every lookup with a fallback).
-    Part("mesh", (MESH,), derive.same, frozenset({V, C, E, R, L})),
-    Part("jwks", (JWKS,), derive.frozen, frozenset({L})),
+    Part("mesh", (MESH,), derive.same, frozenset({_V, _C, _E, _R, _L})),
+    Part("jwks", (JWKS,), derive.frozen, frozenset({_L})),
 )
 
 INDEXES: tuple[Index, ...] = (
