@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import grpc
 from aiohttp import web
@@ -50,22 +49,6 @@ class ControlPlaneOptions:
 
 
 EXPIRE_INTERVAL = 1.0  # seconds between expiry checks of the registry
-
-_Builder = Callable[[Callable[[], Snapshot]], Awaitable[Snapshot]]
-
-
-async def _on_this_thread(build: Callable[[], Snapshot]) -> Snapshot:
-    return build()
-
-
-def _run_to_end(coro: Coroutine[Any, Any, None]) -> None:
-    """Run a coroutine that never suspends (it awaits nothing that waits) synchronously."""
-    try:
-        coro.send(None)
-    except StopIteration:
-        return
-    coro.close()
-    raise RuntimeError("a synchronous rebuild waited for something")
 
 
 def _tune_gc() -> None:
@@ -113,35 +96,40 @@ class ControlPlane:
         `weft.snapshot.dependencies`). If making it fails (a bug), proxies keep the current
         one and the control plane goes on.
         """
-        _run_to_end(self._rebuild_or_keep(_on_this_thread))
+        try:
+            self._serve(self._snapshot_maker()())
+        except Exception:
+            self._build_failed()
 
     async def rebuild_off_loop(self) -> None:
         """rebuild(), building the snapshot in a worker thread while the loop goes on serving."""
         replaced = [self.ads.snapshot]  # freed in a worker too: a big one takes a while
-        await self._rebuild_or_keep(asyncio.to_thread)
+        try:
+            self._serve(await asyncio.to_thread(self._snapshot_maker()))
+        except Exception:
+            self._build_failed()
         await asyncio.to_thread(replaced.clear)
 
-    async def _rebuild_or_keep(self, build: _Builder) -> None:
-        try:
-            await self._rebuild(build)
-        except Exception:
-            self._failed = True
-            log.exception("not serving a new snapshot: building it failed; proxies keep theirs")
-
-    async def _rebuild(self, build: _Builder) -> None:
+    def _snapshot_maker(self) -> Callable[[], Snapshot]:
+        """The next snapshot's build, its inputs read now (on the loop); pure, so it may run
+        in another thread."""
         self._version += 1
-        snap = await build(
-            partial(
-                build_snapshot,
-                self._version,
-                self.store.objects(),
-                self.registry.services(),
-                self.registry.endpoints(),
-                mesh=self.options.mesh,
-                jwks=self.jwks.documents(),
-                previous=None if self._failed else self.ads.snapshot,
-            )
+        return partial(
+            build_snapshot,
+            self._version,
+            self.store.objects(),
+            self.registry.services(),
+            self.registry.endpoints(),
+            mesh=self.options.mesh,
+            jwks=self.jwks.documents(),
+            previous=None if self._failed else self.ads.snapshot,
         )
+
+    def _build_failed(self) -> None:
+        self._failed = True
+        log.exception("not serving a new snapshot: building it failed; proxies keep theirs")
+
+    def _serve(self, snap: Snapshot) -> None:
         self._failed = False
         self.jwks.watch(jwks_uris(snap.request_authentications))
         self.citadel.forget_except({(w.namespace, w.name) for w in self.registry.workloads()})

@@ -147,7 +147,6 @@ INDEXES: tuple[Index, ...] = (
 )
 
 PART_NAMES: tuple[str, ...] = tuple(p.name for p in PARTS)
-BY_NAME: Mapping[str, Part] = {p.name: p for p in PARTS}
 INDEX_READS: Mapping[str, tuple[str, ...]] = {i.name: i.reads for i in INDEXES}
 
 
